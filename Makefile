@@ -1,0 +1,38 @@
+# Two commands do all set-up on a fresh machine with Python >= 3.10:
+#   make demo   -> install into .venv, run configs/demo.toml on 2 MPI ranks
+#   make test   -> install into .venv, run the whole test suite (MPI tests included)
+PYTHON   ?= $(shell command -v python3.11 || command -v python3)
+VENV     := .venv
+BIN      := $(VENV)/bin
+PIP      := $(BIN)/python -m pip
+STAMP    := $(VENV)/.distnqs-installed
+MPI4JAX  := mpi4jax==0.9.1.post2
+NP       ?= 2
+# mpi4jax is source-only. Its build must use the mpicc of the mpich wheel, see
+# mpi4py/nanobind/setuptools (--no-build-isolation), and must not see an nvcc
+# without CUDA headers (it would try to build the CUDA extension and fail):
+# build it with every PATH directory that holds an nvcc removed.
+NO_NVCC_PATH := $(shell echo "$(CURDIR)/$(BIN):$$PATH" | tr ':' '\n' | while read d; do [ -n "$$d" ] && [ ! -x "$$d/nvcc" ] && printf '%s:' "$$d"; done)
+
+.PHONY: install demo test clean-venv
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q -e '.[mpi,tomography,test]'
+	$(BIN)/python -c "import mpi4jax" 2>/dev/null || \
+	  env PATH="$(NO_NVCC_PATH)" CUDA_PATH= CUDA_ROOT= MPI4JAX_BUILD_MPICC="$(CURDIR)/$(BIN)/mpicc" \
+	  $(PIP) install -q --no-build-isolation --no-binary mpi4jax '$(MPI4JAX)'
+	$(BIN)/python -c "import distnqs, mpi4jax, netket, flax, optax, h5py"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/mpirun -np $(NP) $(BIN)/distnqs run configs/demo.toml --outdir runs/demo
+
+test: install
+	DISTNQS_REQUIRE_MPI=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -ra tests
+
+clean-venv:
+	rm -rf $(VENV)

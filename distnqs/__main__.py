@@ -1,0 +1,3 @@
+from distnqs.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""Command line: ``distnqs {run,info,plot,report,tomography,ising-vae} ...``.
+
+User mistakes (:class:`distnqs.errors.DistnqsError`) end in one line
+``distnqs: error: ...`` on stderr and exit status 2. Under MPI an unexpected
+exception on any rank aborts the whole job (see :func:`distnqs.comm.install_abort_hook`)
+so that no rank waits forever in a collective.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+import distnqs  # noqa: F401  (process set-up before jax is imported)
+from distnqs.errors import DistnqsError
+
+EXIT_USER_ERROR = 2
+
+# Sub-commands implemented in their own packages: name -> "module:function".
+# Each function takes the remaining argv list and returns an exit status.
+_COMMANDS = {
+    "run": ("distnqs.run_commands:run_main", "run (or resume) a VMC job from a TOML config"),
+    "info": ("distnqs.run_commands:info_main", "status, step, latest energy and checkpoints of a run directory"),
+    "plot": ("distnqs.run_commands:plot_main", "PNG of energy against step for a run directory"),
+    "report": ("distnqs.run_commands:report_main", "compare a run with the literature values"),
+    "tomography": ("distnqs.generative.tomography.cli:main", "conditional-VAE reconstruction from IC-POVM data"),
+    "ising-vae": ("distnqs.generative.ising.cli:main", "Wolff Monte Carlo + VAE on classical Ising configurations"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="distnqs",
+        description="Distributed variational Monte Carlo with neural quantum states.",
+    )
+    parser.add_argument("--version", action="version", version=f"distnqs {distnqs.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in _COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def _error(message: str) -> None:
+    print(f"distnqs: error: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    if not argv or argv[0] in ("-h", "--help", "--version"):
+        parser.parse_args(argv or ["--help"])
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in _COMMANDS:
+        _error(f"unknown command {name!r}; choose one of: {', '.join(_COMMANDS)}")
+        return EXIT_USER_ERROR
+    target, _ = _COMMANDS[name]
+    module_name, func_name = target.split(":")
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+        return int(func(rest) or 0)
+    except DistnqsError as exc:
+        _error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,229 @@
+r"""The only module that touches MPI (mpi4py / mpi4jax).
+
+SPMD model: every rank holds the full parameters and draws its own samples;
+quantities depending on all samples are sums over ranks,
+
+.. math::  \bar x = \frac{1}{N_\mathrm{tot}} \sum_{r=0}^{R-1} \sum_{i \in r} x_i ,
+
+computed with an mpi4jax ``allreduce`` *inside* jit. Without ``mpirun`` (or
+without mpi4py/mpi4jax installed at all) the same functions are identities, so
+a laptop or a single-GPU machine with only jax runs unchanged.
+
+The communicator is a clone of ``COMM_WORLD`` (``Comm.Dup``) so that our
+collectives never interleave with a user's own.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@functools.lru_cache(maxsize=1)
+def _mpi():
+    """Import mpi4py lazily; ``None`` when it is missing or a single process runs."""
+    if os.environ.get("DISTNQS_NO_MPI"):
+        return None
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return None
+    return MPI
+
+
+@dataclass(frozen=True)
+class Comm:
+    """Rank/size and a private communicator (``None`` for a lone process)."""
+
+    rank: int
+    size: int
+    mpi_comm: Any = None
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+
+@functools.lru_cache(maxsize=1)
+def world() -> Comm:
+    """The job's communicator: a ``Dup`` of ``COMM_WORLD``, or a one-rank stub."""
+    MPI = _mpi()
+    if MPI is None:
+        return Comm(0, 1, None)
+    base = MPI.COMM_WORLD
+    if base.Get_size() == 1:
+        return Comm(0, 1, None)
+    try:
+        import mpi4jax  # noqa: F401  (fail early with a clear message)
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RuntimeError("running on several MPI ranks needs mpi4jax (see README: make install)") from exc
+    return Comm(base.Get_rank(), base.Get_size(), base.Dup())
+
+
+def rank() -> int:
+    return world().rank
+
+
+def size() -> int:
+    return world().size
+
+
+# ---------------------------------------------------------------------------
+# Collectives usable inside jit (mpi4jax); identities for one rank.
+# ---------------------------------------------------------------------------
+
+def _allreduce(x, op_name: str):
+    comm = world()
+    if comm.size == 1:
+        return x
+    import mpi4jax
+
+    op = getattr(_mpi(), op_name)
+    return mpi4jax.allreduce(x, op=op, comm=comm.mpi_comm)
+
+
+def sum(x):  # noqa: A001 - mirrors MPI.SUM
+    r"""Allreduce-sum of an array (or pytree) over ranks: :math:`\sum_r x_r`."""
+    return jax.tree_util.tree_map(lambda a: _allreduce(a, "SUM"), x)
+
+
+def max(x):  # noqa: A001
+    """Allreduce-max over ranks."""
+    return jax.tree_util.tree_map(lambda a: _allreduce(a, "MAX"), x)
+
+
+def mean(x, axis=None, local_count=None):
+    r"""Mean over all samples of all ranks.
+
+    ``x`` holds this rank's samples; with ``axis=None`` every element is a
+    sample. Equal sample counts per rank are assumed unless ``local_count``
+    is given: :math:`\bar x = \sum_r \sum_i x_{r,i} / \sum_r n_r`.
+    """
+    x = jnp.asarray(x)
+    local_sum = jnp.sum(x, axis=axis)
+    if local_count is None:
+        n = x.size if axis is None else np.prod([x.shape[a] for a in np.atleast_1d(axis)])
+        return sum(local_sum) / (n * size())
+    return sum(local_sum) / sum(jnp.asarray(local_count, dtype=local_sum.real.dtype))
+
+
+def total_count(n_local: int) -> int:
+    """Number of samples over all ranks, assuming the same count per rank."""
+    return n_local * size()
+
+
+# ---------------------------------------------------------------------------
+# Host-side (outside jit) helpers. Every rank calls them: none may sit inside
+# a rank-0-only branch.
+# ---------------------------------------------------------------------------
+
+def bcast_object(obj, root: int = 0):
+    """Broadcast a picklable object from ``root`` to every rank."""
+    comm = world()
+    if comm.size == 1:
+        return obj
+    return comm.mpi_comm.bcast(obj, root=root)
+
+
+def gather_object(obj, root: int = 0):
+    """Gather one picklable object per rank on ``root`` (list there, None elsewhere)."""
+    comm = world()
+    if comm.size == 1:
+        return [obj]
+    return comm.mpi_comm.gather(obj, root=root)
+
+
+def allgather_object(obj):
+    comm = world()
+    if comm.size == 1:
+        return [obj]
+    return comm.mpi_comm.allgather(obj)
+
+
+def scatter_object(objs, root: int = 0):
+    comm = world()
+    if comm.size == 1:
+        return objs[0]
+    return comm.mpi_comm.scatter(objs, root=root)
+
+
+def barrier() -> None:
+    comm = world()
+    if comm.size > 1:
+        comm.mpi_comm.Barrier()
+
+
+def any_true(flag: bool) -> bool:
+    """Logical OR of a host-side flag over ranks (e.g. 'a signal arrived')."""
+    comm = world()
+    if comm.size == 1:
+        return bool(flag)
+    return bool(comm.mpi_comm.allreduce(bool(flag), op=_mpi().LOR))
+
+
+def abort(code: int = 1) -> None:
+    """Abort every rank of the job (used when one rank hits an unexpected error)."""
+    comm = world()
+    if comm.size > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _mpi().COMM_WORLD.Abort(code)
+    raise SystemExit(code)
+
+
+def install_abort_hook() -> None:
+    """Make an uncaught exception on any rank abort the whole job within seconds.
+
+    Without it, the failing rank exits while the others wait forever in the
+    next collective.
+    """
+    if world().size == 1:
+        return
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        previous(exc_type, exc, tb)
+        abort(1)
+
+    sys.excepthook = hook
+
+
+# ---------------------------------------------------------------------------
+# Randomness: keys derived from (seed, rank, step) only.
+# ---------------------------------------------------------------------------
+
+def rank_key(seed: int, rank_index: int | None = None):
+    """PRNG key of one rank: ``fold_in(PRNGKey(seed), rank)``."""
+    r = world().rank if rank_index is None else rank_index
+    return jax.random.fold_in(jax.random.PRNGKey(seed), r)
+
+
+def step_key(seed: int, step, rank_index: int | None = None):
+    """Key of one rank at one optimization step: ``fold_in(rank_key, step)``."""
+    return jax.random.fold_in(rank_key(seed, rank_index), step)
+
+
+def on_root(fn, *args, **kwargs):
+    """Run ``fn`` on rank 0 only and give its result (or its exception) to every rank.
+
+    The broadcast happens *outside* the rank-0 branch, so every rank takes
+    part in it whether ``fn`` succeeded or raised: an error while reading a
+    file on rank 0 becomes the same exception on all ranks, never a hang.
+    """
+    outcome = None
+    if world().rank == 0:
+        try:
+            outcome = ("ok", fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - re-raised on every rank below
+            outcome = ("error", exc)
+    outcome = bcast_object(outcome)
+    if outcome[0] == "error":
+        raise outcome[1]
+    return outcome[1]

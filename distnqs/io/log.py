@@ -1,0 +1,92 @@
+"""Per-step HDF5 log ``log.h5``: one row per optimization step, one dataset per column.
+
+Columns: ``step``, ``energy_mean``, ``energy_mean_imag``, ``energy_error``,
+``energy_variance``, ``tau_corr``, ``R_hat``, ``acceptance``,
+``learning_rate``, ``seconds_per_step``, ``samples_per_second``, and
+``m``, ``abs_m``, ``m2`` when magnetization is measured. Rows are flushed
+every step; the file is opened in SWMR mode where the HDF5 library allows it,
+so ``h5py.File(path, "r", swmr=True)`` (or ``distnqs info``) reads it while the
+run goes on. On resume from step ``t`` every row with ``step >= t`` is cut, so
+the log never holds duplicated or missing steps.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+COLUMNS = (
+    "step",
+    "energy_mean",
+    "energy_mean_imag",
+    "energy_error",
+    "energy_variance",
+    "tau_corr",
+    "R_hat",
+    "acceptance",
+    "learning_rate",
+    "seconds_per_step",
+    "samples_per_second",
+    "m",
+    "abs_m",
+    "m2",
+)
+
+
+class StepLog:
+    """Append-only (after truncation on resume) step log, used on rank 0 only."""
+
+    def __init__(self, path, resume_step: int = 0):
+        self.path = Path(path)
+        if self.path.exists():
+            try:
+                self.file = h5py.File(self.path, "a", libver="latest")
+            except OSError:
+                aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
+                self.path.rename(aside)
+                self.file = h5py.File(self.path, "w", libver="latest")
+        else:
+            self.file = h5py.File(self.path, "w", libver="latest")
+        for name in COLUMNS:
+            if name not in self.file:
+                self.file.create_dataset(name, shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,), fillvalue=np.nan)
+        steps = self.file["step"][()]
+        keep = int(np.searchsorted(steps, resume_step)) if steps.size else 0  # steps are increasing
+        for name in COLUMNS:
+            self.file[name].resize((keep,))
+        self.file.flush()
+        try:
+            self.file.swmr_mode = True
+        except (ValueError, RuntimeError):
+            pass
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.file["step"].shape[0])
+
+    def append(self, row: dict) -> None:
+        n = self.n_rows
+        for name in COLUMNS:
+            ds = self.file[name]
+            ds.resize((n + 1,))
+            ds[n] = float(row.get(name, np.nan))
+        self.file.flush()
+
+    def close(self) -> None:
+        try:
+            self.file.close()
+        except Exception:  # noqa: BLE001 - closing during interpreter shutdown
+            pass
+
+
+def read_log(path) -> dict[str, np.ndarray]:
+    """All columns of a log (works while the run is writing it)."""
+    try:
+        f = h5py.File(path, "r", libver="latest", swmr=True)
+    except OSError:
+        f = h5py.File(path, "r")
+    with f:
+        return {name: f[name][()] for name in f if isinstance(f[name], h5py.Dataset)}

@@ -1,0 +1,95 @@
+"""Ansätze: flax modules mapping spins ``(batch, N)`` to ``log psi`` ``(batch,)``.
+
+Built-in names (``[ansatz] model = ...``): ``rbm``, ``ffnn``, ``cnn``, ``naqs``;
+``netket.<Name>`` takes ``netket.models.<Name>`` (e.g. ``netket.RBM``). In
+Python any flax module with that signature can be passed to the driver.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+import jax.numpy as jnp
+
+from distnqs.errors import ConfigError
+from distnqs.models.base import Ansatz, ComplexPair, from_real, n_parameters, to_real
+from distnqs.models.cnn import CNN
+from distnqs.models.ffnn import FFNN
+from distnqs.models.rbm import RBM
+
+# name -> "module:Class" (imported lazily so optional ansätze cost nothing)
+REGISTRY = {
+    "rbm": "distnqs.models.rbm:RBM",
+    "ffnn": "distnqs.models.ffnn:FFNN",
+    "cnn": "distnqs.models.cnn:CNN",
+    "naqs": "distnqs.models.naqs:NAQS",
+}
+
+_DTYPES = {
+    "float32": jnp.float32,
+    "float64": jnp.float64,
+    "complex64": jnp.complex64,
+    "complex128": jnp.complex128,
+}
+
+
+def _resolve_class(name):
+    if isinstance(name, str) and name.startswith("netket."):
+        import netket as nk
+
+        cls = getattr(nk.models, name.split(".", 1)[1], None)
+        if cls is None:
+            raise ConfigError(f"unknown ansatz {name!r}: netket.models has no {name.split('.', 1)[1]!r}")
+        return cls
+    if name not in REGISTRY:
+        raise ConfigError(f"unknown ansatz model {name!r}; choose one of: {', '.join(REGISTRY)} or netket.<Name>")
+    module_name, cls_name = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module_name), cls_name)
+
+
+def build_model(cfg: dict, lattice) -> Ansatz:
+    """Ansatz from the ``[ansatz]`` table; lattice-aware fields are filled in.
+
+    Options are the module's dataclass fields; ``shape`` / ``pbc`` / ``Lx`` /
+    ``Ly`` / ``n_sites`` are taken from the lattice when the module has them.
+    ``param_dtype`` / ``dtype`` accept "float32", "float64", "complex64", "complex128".
+    """
+    cfg = dict(cfg)
+    name = cfg.pop("model", None)
+    if name is None:
+        raise ConfigError("[ansatz] needs model (e.g. model = \"rbm\")")
+    cls = _resolve_class(name)
+    fields = {f.name for f in dataclasses.fields(cls)} - {"parent", "name"}
+    unknown = set(cfg) - fields
+    if unknown:
+        raise ConfigError(f"ansatz {name} has no option {sorted(unknown)[0]!r} (options: {', '.join(sorted(fields))})")
+    auto = {"shape": lattice.shape, "pbc": lattice.pbc, "Lx": lattice.Lx, "Ly": lattice.Ly, "n_sites": lattice.n_sites}
+    kwargs = {k: v for k, v in auto.items() if k in fields and k not in cfg}
+    for key, value in cfg.items():
+        if key in ("param_dtype", "dtype") and isinstance(value, str):
+            if value not in _DTYPES:
+                raise ConfigError(f"unknown {key} {value!r}; choose one of: {', '.join(_DTYPES)}")
+            value = _DTYPES[value]
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    try:
+        module = cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"ansatz {name}: {exc}") from exc
+    return Ansatz(module, lattice.n_sites)
+
+
+__all__ = [
+    "Ansatz",
+    "ComplexPair",
+    "CNN",
+    "FFNN",
+    "RBM",
+    "REGISTRY",
+    "build_model",
+    "from_real",
+    "n_parameters",
+    "to_real",
+]

@@ -1,0 +1,77 @@
+"""Optimizers: optax SGD/Adam with a learning-rate schedule, optionally
+preconditioned by stochastic reconfiguration (:class:`distnqs.optim.sr.SR`).
+
+``[optimizer]`` table: ``kind`` (sgd | adam), ``learning_rate``,
+``schedule`` (constant | linear | cosine) with ``learning_rate_final``,
+``sr`` (true/false), ``diag_shift``, ``solver`` (cg | dense), ``cg_maxiter``, ``cg_tol``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optax
+
+from distnqs.errors import ConfigError
+from distnqs.optim.sr import SR
+
+KINDS = ("sgd", "adam")
+SCHEDULES = ("constant", "linear", "cosine")
+_OPTIONS = {"kind", "learning_rate", "schedule", "learning_rate_final", "sr", "diag_shift", "solver", "cg_maxiter", "cg_tol", "b1", "b2"}
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """An optax transformation, its schedule (for logging) and an optional SR preconditioner."""
+
+    tx: optax.GradientTransformation
+    schedule: optax.Schedule
+    sr: SR | None
+
+
+def build_schedule(cfg: dict, n_steps: int) -> optax.Schedule:
+    lr = cfg.get("learning_rate", 0.01)
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
+        raise ConfigError(f"[optimizer] learning_rate must be a positive number, got {lr!r}")
+    kind = cfg.get("schedule", "constant")
+    if kind not in SCHEDULES:
+        raise ConfigError(f"unknown learning-rate schedule {kind!r}; choose one of: {', '.join(SCHEDULES)}")
+    final = float(cfg.get("learning_rate_final", lr))
+    if kind == "constant":
+        return optax.constant_schedule(float(lr))
+    if kind == "linear":
+        return optax.linear_schedule(float(lr), final, max(1, n_steps))
+    return optax.cosine_decay_schedule(float(lr), max(1, n_steps), alpha=final / float(lr))
+
+
+def build_optimizer(cfg: dict, n_steps: int, chunk_size=None) -> Optimizer:
+    kind = cfg.get("kind", "sgd")
+    if kind not in KINDS:
+        raise ConfigError(f"unknown optimizer kind {kind!r}; choose one of: {', '.join(KINDS)}")
+    unknown = set(cfg) - _OPTIONS
+    if unknown:
+        raise ConfigError(f"[optimizer] has no option {sorted(unknown)[0]!r} (options: {', '.join(sorted(_OPTIONS))})")
+    schedule = build_schedule(cfg, n_steps)
+    if kind == "sgd":
+        tx = optax.sgd(schedule)
+    else:
+        tx = optax.adam(schedule, b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999))
+    sr = None
+    if cfg.get("sr", False):
+        solver = cfg.get("solver", "cg")
+        if solver not in ("cg", "dense"):
+            raise ConfigError(f"unknown SR solver {solver!r}; choose 'cg' or 'dense'")
+        shift = cfg.get("diag_shift", 0.01)
+        if not isinstance(shift, (int, float)) or shift < 0:
+            raise ConfigError(f"[optimizer] diag_shift must be >= 0, got {shift!r}")
+        sr = SR(
+            diag_shift=float(shift),
+            solver=solver,
+            cg_maxiter=int(cfg.get("cg_maxiter", 200)),
+            cg_tol=float(cfg.get("cg_tol", 1e-10)),
+            chunk_size=chunk_size,
+        )
+    return Optimizer(tx, schedule, sr)
+
+
+__all__ = ["KINDS", "Optimizer", "SR", "build_optimizer", "build_schedule"]

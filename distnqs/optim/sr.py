@@ -1,0 +1,48 @@
+r"""Stochastic reconfiguration (natural gradient) as a preconditioner.
+
+Solves :math:`(S + \epsilon\,1)\,x = \nabla_\theta E` for the update
+direction :math:`x`, with :math:`S` the quantum geometric tensor
+(:mod:`distnqs.estimators.qgt`) and :math:`\epsilon` the diagonal shift.
+The direction then goes through an optax transformation (usually plain SGD,
+:math:`\theta \leftarrow \theta - \eta x`), so learning-rate schedules and
+clipping compose as with any gradient.
+
+Solvers: ``cg`` (matrix-free conjugate gradient; every iteration costs one
+S.v, i.e. two allreduces) and ``dense`` (forms :math:`S`, Cholesky solve;
+for models with up to a few thousand parameters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from distnqs.estimators.qgt import qgt_dense, qgt_matvec
+
+
+@dataclass(frozen=True)
+class SR:
+    diag_shift: float = 0.01
+    solver: str = "cg"
+    cg_maxiter: int = 200
+    cg_tol: float = 1e-10
+    chunk_size: int | None = None
+
+    def solve(self, log_psi, params, samples, grad, n_total):
+        """:math:`x = (S + \\epsilon)^{-1}\\nabla E` as a pytree like ``params``."""
+        if self.solver == "dense":
+            g_flat, unravel = ravel_pytree(grad)
+            S = qgt_dense(log_psi, params, samples, n_total)
+            A = S + self.diag_shift * jnp.eye(S.shape[0], dtype=S.dtype)
+            c, low = jax.scipy.linalg.cho_factor(A)
+            return unravel(jax.scipy.linalg.cho_solve((c, low), g_flat))
+
+        def matvec(v):
+            Sv = qgt_matvec(log_psi, params, samples, v, n_total, self.chunk_size)
+            return jax.tree_util.tree_map(lambda a, b: a + self.diag_shift * b, Sv, v)
+
+        x, _ = jax.scipy.sparse.linalg.cg(matvec, grad, tol=self.cg_tol, maxiter=self.cg_maxiter)
+        return x

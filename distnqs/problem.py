@@ -1,0 +1,85 @@
+"""Everything a run needs, built from a resolved config (or given as objects).
+
+``build_problem(cfg)`` follows the data flow: lattice + Hamiltonian
+(operators) -> ansatz (models) -> sampler (samplers) -> optimizer (optim) ->
+the jitted step. Python users can pass their own NetKet operator or flax
+module instead of the config's ``[hamiltonian]`` / ``[ansatz]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from distnqs import comm
+from distnqs.errors import ConfigError
+from distnqs.models import Ansatz, build_model, n_parameters
+from distnqs.operators import as_jax_operator, build_hamiltonian, build_lattice
+from distnqs.operators.lattice import Lattice
+from distnqs.optim import Optimizer, build_optimizer
+from distnqs.samplers import build_sampler
+from distnqs.step import VMCStep
+
+
+@dataclass(eq=False)
+class Problem:
+    cfg: dict
+    lattice: Lattice
+    hamiltonian: Any
+    ansatz: Ansatz
+    sampler: Any
+    optimizer: Optimizer
+    step: VMCStep
+
+    @property
+    def n_sites(self) -> int:
+        return self.lattice.n_sites
+
+    def init_params(self):
+        import jax
+
+        return self.ansatz.init(jax.random.PRNGKey(self.cfg["seed"]))
+
+    def init_state(self):
+        """(params, opt_state, sampler_state) at step 0; identical params on every rank."""
+        params = self.init_params()
+        opt_state = self.optimizer.tx.init(params)
+        sampler_state = self.sampler.init_state(self.ansatz.log_psi, params, comm.rank_key(self.cfg["seed"] + 1))
+        return params, opt_state, sampler_state
+
+    def describe(self) -> str:
+        h = self.cfg["hamiltonian"]
+        model = h.get("model", type(self.hamiltonian).__name__)
+        extra = f" G={h['G']}" if "G" in h else ""
+        return (
+            f"{model}{extra} on {self.lattice.describe()}, N={self.n_sites}; "
+            f"ansatz {self.cfg['ansatz'].get('model', type(self.ansatz.module).__name__)} "
+            f"({n_parameters(self.init_params())} real parameters); "
+            f"sampler {self.cfg['sampler'].get('kind')} with {self.step.n_samples_total} samples/step on {comm.size()} rank(s)"
+        )
+
+
+def build_problem(cfg: dict, hamiltonian=None, model=None) -> Problem:
+    lattice = build_lattice(cfg["lattice"])
+    if hamiltonian is None:
+        hamiltonian = build_hamiltonian(cfg["hamiltonian"], lattice)
+    hamiltonian = as_jax_operator(hamiltonian)
+    if hamiltonian.hilbert.size != lattice.n_sites:
+        raise ConfigError(
+            f"the Hamiltonian acts on {hamiltonian.hilbert.size} sites but the lattice has {lattice.n_sites}"
+        )
+    ansatz = Ansatz(model, lattice.n_sites) if model is not None else build_model(cfg["ansatz"], lattice)
+    ansatz.init(__import__("jax").random.PRNGKey(0))  # fails early on a size mismatch
+    sampler = build_sampler(cfg["sampler"], lattice, hamiltonian.hilbert, ansatz, comm.size())
+    chunk = cfg["run"].get("chunk_size") or None
+    optimizer = build_optimizer(cfg["optimizer"], cfg["n_steps"], chunk_size=chunk)
+    step = VMCStep(
+        ansatz=ansatz,
+        hamiltonian=hamiltonian,
+        sampler=sampler,
+        optimizer=optimizer,
+        seed=cfg["seed"],
+        chunk_size=chunk,
+        magnetization=bool(cfg["observables"].get("magnetization", True)),
+    )
+    return Problem(cfg, lattice, hamiltonian, ansatz, sampler, optimizer, step)

@@ -1,0 +1,79 @@
+"""``distnqs run | info | plot | report``: the run-directory commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from distnqs.errors import DistnqsError
+
+
+def _parse(prog: str, argv, build):
+    parser = argparse.ArgumentParser(prog=f"distnqs {prog}")
+    build(parser)
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise DistnqsError(f"bad arguments for 'distnqs {prog}' (see distnqs {prog} --help)") from None
+        raise
+
+
+def run_main(argv) -> int:
+    def build(p):
+        p.add_argument("config", help="TOML config file")
+        p.add_argument("--outdir", required=True, help="run directory (resumed if it holds a run of the same problem)")
+        p.add_argument("--restart", action="store_true", help="move an existing run in OUTDIR aside and start over")
+        p.add_argument("--quiet", action="store_true", help="no per-step progress lines (batch logs)")
+        p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
+
+    args = _parse("run", argv, build)
+    from distnqs import config
+    from distnqs.driver import run
+
+    cfg = config.load(args.config)
+    _, code = run(cfg, args.outdir, quiet=args.quiet, restart=args.restart, stop_after=args.stop_after)
+    return code
+
+
+def info_main(argv) -> int:
+    def build(p):
+        p.add_argument("outdir", help="run directory")
+
+    args = _parse("info", argv, build)
+    from distnqs.io.info import describe_run
+
+    print(describe_run(Path(args.outdir)))
+    return 0
+
+
+def plot_main(argv) -> int:
+    def build(p):
+        p.add_argument("outdir", help="run directory")
+        p.add_argument("--output", default=None, help="PNG path (default OUTDIR/energy.png)")
+
+    args = _parse("plot", argv, build)
+    from distnqs.io.plot import plot_run
+
+    path = plot_run(Path(args.outdir), args.output)
+    print(path)
+    return 0
+
+
+def report_main(argv) -> int:
+    def build(p):
+        p.add_argument("outdir", help="run directory")
+        p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+
+    args = _parse("report", argv, build)
+    from distnqs.report import compare_with_literature, format_report
+
+    result = compare_with_literature(Path(args.outdir))
+    print(json.dumps(result, indent=2) if args.json else format_report(result))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run_main(sys.argv[1:]))

@@ -1,0 +1,82 @@
+r"""One VMC optimization step as a single jitted function.
+
+.. code-block:: text
+
+    key_t  = fold_in(fold_in(PRNGKey(seed), rank), t)
+    s      ~ |psi_theta|^2                      (this rank's chains / batch)
+    E_loc  = sum_s' H_ss' psi(s')/psi(s)        (chunked)
+    stats  = mean, error, variance, tau, R_hat  (allreduce)
+    g      = 2 Re <(E_loc - E)^* O>             (allreduce)
+    x      = (S + eps)^{-1} g                   (SR, optional; allreduce per S.v)
+    theta <- optax_update(x)
+
+The energy statistics returned are those of the parameters *before* the
+update (the samples were drawn from them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from distnqs import comm
+from distnqs.estimators import energy_gradient, statistics
+from distnqs.operators import local_energy
+
+
+@dataclass(frozen=True, eq=False)
+class VMCStep:
+    ansatz: Any
+    hamiltonian: Any
+    sampler: Any
+    optimizer: Any
+    seed: int
+    chunk_size: int | None = None
+    magnetization: bool = True
+
+    @property
+    def n_samples_local(self) -> int:
+        return self.sampler.n_chains * self.sampler.n_samples_per_chain
+
+    @property
+    def n_samples_total(self) -> int:
+        return self.n_samples_local * comm.size()
+
+    def estimate(self, params, samples):
+        """Energy (and magnetization) statistics of ``samples`` ``(chains, per_chain, N)``."""
+        log_psi = self.ansatz.log_psi
+        nc, ns, n = samples.shape
+        flat = samples.reshape(nc * ns, n)
+        lp = log_psi(params, flat)
+        e_loc = local_energy(log_psi, params, self.hamiltonian, flat, lp, self.chunk_size)
+        metrics = {"energy": statistics(e_loc.reshape(nc, ns))}
+        if self.magnetization:
+            m = jnp.sum(flat, axis=-1) / n  # m = sum_i s_i / N  (s = +-1, i.e. sigma^z eigenvalues)
+            metrics["m"] = statistics(m.reshape(nc, ns))
+            metrics["abs_m"] = statistics(jnp.abs(m).reshape(nc, ns))
+            metrics["m2"] = statistics((m**2).reshape(nc, ns))
+        return flat, e_loc, metrics
+
+    def __call__(self, params, opt_state, sampler_state, step):
+        key = comm.step_key(self.seed, step)
+        samples, sampler_state = self.sampler.sample(self.ansatz.log_psi, params, sampler_state, key)
+        flat, e_loc, metrics = self.estimate(params, samples)
+        n_total = self.n_samples_total
+        grad = energy_gradient(self.ansatz.log_psi, params, flat, e_loc, metrics["energy"].mean, n_total, self.chunk_size)
+        if self.optimizer.sr is not None:
+            direction = self.optimizer.sr.solve(self.ansatz.log_psi, params, flat, grad, n_total)
+        else:
+            direction = grad
+        updates, opt_state = self.optimizer.tx.update(direction, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        acc = comm.sum(jnp.stack([sampler_state.n_accepted, sampler_state.n_proposed]).astype(jnp.float64))
+        metrics["acceptance"] = acc[0] / jnp.maximum(acc[1], 1.0)
+        metrics["learning_rate"] = jnp.asarray(self.optimizer.schedule(step), jnp.float64)
+        return params, opt_state, sampler_state, metrics
+
+    def jit(self):
+        return jax.jit(self.__call__)

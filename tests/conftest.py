@@ -1,0 +1,87 @@
+"""Shared test helpers: reference data and running distnqs under mpirun."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import distnqs  # noqa: F401  (x64 and process set-up before jax)
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = Path(os.environ.get("DISTNQS_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
+BIN = Path(sys.executable).parent
+
+
+def exact_reference(model: str, Lx: int, Ly: int, pbc: bool, G: float | None = None) -> dict:
+    """The entry of ../shared/reference/exact_small.json for one lattice."""
+    rows = json.loads((REFERENCE_DIR / "exact_small.json").read_text())
+    for r in rows:
+        if r["model"] == model and r["Lx"] == Lx and r["Ly"] == Ly and r["pbc"] == pbc and (G is None or abs(r.get("G", 0) - G) < 1e-9):
+            return r
+    raise KeyError((model, Lx, Ly, pbc, G))
+
+
+def literature() -> dict:
+    return json.loads((REFERENCE_DIR / "literature.json").read_text())
+
+
+def mpirun_available() -> bool:
+    try:
+        import mpi4jax  # noqa: F401
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return False
+    return shutil.which("mpirun", path=str(BIN)) is not None or shutil.which("mpirun") is not None
+
+
+def mpirun_cmd(np_: int) -> list[str]:
+    exe = shutil.which("mpirun", path=str(BIN)) or shutil.which("mpirun")
+    return [exe, "-np", str(np_)]
+
+
+def clean_env() -> dict:
+    env = dict(os.environ)
+    for var in ("XLA_FLAGS", "_DISTNQS_CONFIGURED", "DISTNQS_NO_MPI"):
+        env.pop(var, None)
+    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_cli(args: list[str], np_: int = 1, timeout: float = 600, check: bool = False, env_extra: dict | None = None):
+    """Run ``distnqs ARGS`` (under ``mpirun -np NP`` when NP > 1); returns CompletedProcess."""
+    cmd = [sys.executable, "-m", "distnqs", *args]
+    if np_ > 1:
+        cmd = mpirun_cmd(np_) + cmd
+    env = clean_env()
+    env.update(env_extra or {})
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def run_script(script: str, np_: int = 2, timeout: float = 600, args: list[str] | None = None):
+    """Run a Python file under ``mpirun -np NP`` and return CompletedProcess (raises on failure)."""
+    cmd = mpirun_cmd(np_) + [sys.executable, script, *(args or [])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=clean_env(), cwd=REPO)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# `make test` sets DISTNQS_REQUIRE_MPI=1: there a missing MPI stack fails the MPI tests instead of skipping them.
+requires_mpi = pytest.mark.skipif(
+    not mpirun_available() and not os.environ.get("DISTNQS_REQUIRE_MPI"), reason="needs mpi4py, mpi4jax and mpirun"
+)
