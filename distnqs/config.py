@@ -39,6 +39,7 @@ DEFAULTS = {
         "keep_checkpoints": 2,
         "print_every": 10,
         "reference": True,  # exact diagonalization when N <= 20
+        "eval_steps": 0,  # extra sampling-only steps with the final parameters for summary.json
     },
 }
 RUN_OPTIONS = set(DEFAULTS["run"])
@@ -82,7 +83,7 @@ def resolve(raw: dict) -> dict:
     bad = set(cfg["observables"]) - OBSERVABLE_OPTIONS
     if bad:
         raise ConfigError(f"[observables] has no option {sorted(bad)[0]!r} (options: {', '.join(sorted(OBSERVABLE_OPTIONS))})")
-    for key in ("checkpoint_every", "keep_checkpoints", "print_every", "chunk_size"):
+    for key in ("checkpoint_every", "keep_checkpoints", "print_every", "chunk_size", "eval_steps"):
         value = cfg["run"][key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError(f"[run] {key} must be a non-negative integer, got {value!r}")

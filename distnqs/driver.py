@@ -282,6 +282,33 @@ def _summary(problem: Problem, step: int, metrics: dict | None, reference: dict 
     return summary
 
 
+def _final_evaluation(problem: Problem, params, sampler_state, n_steps: int, eval_steps: int, quiet: bool) -> dict:
+    r"""Energy (and observables) of the final parameters from ``eval_steps`` extra batches.
+
+    Batch means are averaged, :math:`\bar x = \frac1K\sum_k \bar x_k`, with
+    error :math:`\sqrt{\sum_k \epsilon_k^2}/K` (independent batches).
+    """
+    from distnqs.estimators.stats import Stats
+
+    evaluate = jax.jit(problem.step.evaluate)
+    batches = []
+    for k in range(eval_steps):
+        sampler_state, metrics = evaluate(params, sampler_state, jnp.asarray(n_steps + k, jnp.int32))
+        batches.append(jax.device_get(metrics))
+    out = {}
+    for key in batches[0]:
+        st = [b[key] for b in batches]
+        out[key] = Stats(
+            mean=np.mean([x.mean for x in st]),
+            error_of_mean=np.sqrt(np.sum([x.error_of_mean**2 for x in st])) / len(st),
+            variance=np.mean([x.variance for x in st]),
+            tau_corr=np.mean([x.tau_corr for x in st]),
+            R_hat=np.max([x.R_hat for x in st]),
+        )
+    _say(f"distnqs: final evaluation over {eval_steps} x {problem.step.n_samples_total} samples", quiet)
+    return out
+
+
 # ---------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------
@@ -397,7 +424,13 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
             log.close()
 
     final_step = start if metrics_host is None else step + 1
-    summary = _summary(problem, final_step, metrics_host, reference, status if final_step < n_steps or status == "stopped" else "finished", time.perf_counter() - t_begin)
+    status = "finished" if final_step >= n_steps else "stopped"
+    evaluated = None
+    if status == "finished" and metrics_host is not None and run_cfg["eval_steps"] > 0:
+        evaluated = _final_evaluation(problem, params, sampler_state, n_steps, run_cfg["eval_steps"], quiet)
+        metrics_host = {**metrics_host, **evaluated}
+    summary = _summary(problem, final_step, metrics_host, reference, status, time.perf_counter() - t_begin)
+    summary["final_evaluation_steps"] = run_cfg["eval_steps"] if evaluated is not None else 0
     if metrics_host is None and outdir is not None:
         previous = comm.on_root(lambda: json.loads((outdir / "summary.json").read_text()) if (outdir / "summary.json").exists() else None)
         if previous is not None and previous.get("step") == final_step:

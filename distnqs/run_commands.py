@@ -10,15 +10,17 @@ from pathlib import Path
 from distnqs.errors import DistnqsError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors become one ``distnqs: error:`` line (exit 2)."""
+
+    def error(self, message):
+        raise DistnqsError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def _parse(prog: str, argv, build):
-    parser = argparse.ArgumentParser(prog=f"distnqs {prog}")
+    parser = _Parser(prog=f"distnqs {prog}")
     build(parser)
-    try:
-        return parser.parse_args(argv)
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            raise DistnqsError(f"bad arguments for 'distnqs {prog}' (see distnqs {prog} --help)") from None
-        raise
+    return parser.parse_args(argv)
 
 
 def run_main(argv) -> int:

@@ -78,5 +78,16 @@ class VMCStep:
         metrics["learning_rate"] = jnp.asarray(self.optimizer.schedule(step), jnp.float64)
         return params, opt_state, sampler_state, metrics
 
+    def evaluate(self, params, sampler_state, index):
+        """Sample and estimate with fixed ``params`` (no update): the final evaluation.
+
+        Its keys are ``fold_in(step_key(seed, index), 1)``, disjoint from the
+        training steps' keys.
+        """
+        key = jax.random.fold_in(comm.step_key(self.seed, index), 1)
+        samples, sampler_state = self.sampler.sample(self.ansatz.log_psi, params, sampler_state, key)
+        _, _, metrics = self.estimate(params, samples)
+        return sampler_state, metrics
+
     def jit(self):
         return jax.jit(self.__call__)
