@@ -229,6 +229,24 @@ def _save(outdir: Path, step: int, params, opt_state, sampler_state, cfg: dict, 
     )
 
 
+def _inject_fault(done: int) -> None:
+    """Test hook: crash this rank after step ``done`` when asked by the environment.
+
+    ``DISTNQS_FAULT_KILL_AT_STEP=k`` sends SIGKILL to itself (a node dying);
+    ``DISTNQS_FAULT_RAISE_AT_STEP=k`` raises (a bug on one rank);
+    ``DISTNQS_FAULT_RANK`` picks the rank (default 0). Used by the resume and
+    abort tests; never set in production.
+    """
+    import os
+
+    if int(os.environ.get("DISTNQS_FAULT_RANK", "0")) != comm.rank():
+        return
+    if os.environ.get("DISTNQS_FAULT_KILL_AT_STEP") == str(done):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get("DISTNQS_FAULT_RAISE_AT_STEP") == str(done):
+        raise RuntimeError(f"injected fault on rank {comm.rank()} after step {done}")
+
+
 # ---------------------------------------------------------------------------
 # Progress display (rank 0)
 # ---------------------------------------------------------------------------
@@ -415,6 +433,7 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
                 stop = comm.any_true(flag.signal is not None or (stop_after is not None and done - start >= stop_after))
                 if outdir is not None and (stop or done == n_steps or (every and done % every == 0)):
                     _save(outdir, done, params, opt_state, sampler_state, cfg, run_cfg["keep_checkpoints"])
+                _inject_fault(done)
                 if stop and done < n_steps:
                     status, code = "stopped", EXIT_SIGNALLED
                     _say(f"distnqs: stopped after step {done} ({flag.signal or 'stop_after'}); checkpoint written, rerun the same command to resume")

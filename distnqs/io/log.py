@@ -12,7 +12,9 @@ the log never holds duplicated or missing steps.
 
 from __future__ import annotations
 
+import os
 import time
+import warnings
 from pathlib import Path
 
 import h5py
@@ -41,23 +43,28 @@ class StepLog:
 
     def __init__(self, path, resume_step: int = 0):
         self.path = Path(path)
+        rows = {}
         if self.path.exists():
+            # Always rebuild: a writer killed with SIGKILL leaves the SWMR flag set in
+            # the superblock and the file can no longer be opened for writing, but it
+            # can still be read. Keep the rows of completed steps < resume_step.
             try:
-                self.file = h5py.File(self.path, "a", libver="latest")
-            except OSError:
+                old = read_log(self.path)
+                keep = int(np.searchsorted(old["step"], resume_step)) if old.get("step", np.empty(0)).size else 0
+                rows = {name: old[name][:keep] for name in COLUMNS if name in old}
+            except (OSError, KeyError, ValueError) as exc:
                 aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
                 self.path.rename(aside)
-                self.file = h5py.File(self.path, "w", libver="latest")
-        else:
-            self.file = h5py.File(self.path, "w", libver="latest")
-        for name in COLUMNS:
-            if name not in self.file:
-                self.file.create_dataset(name, shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,), fillvalue=np.nan)
-        steps = self.file["step"][()]
-        keep = int(np.searchsorted(steps, resume_step)) if steps.size else 0  # steps are increasing
-        for name in COLUMNS:
-            self.file[name].resize((keep,))
-        self.file.flush()
+                warnings.warn(f"{self.path} was unreadable ({exc}); moved to {aside.name}, starting a new log", stacklevel=2)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with h5py.File(tmp, "w", libver="latest") as f:
+            for name in COLUMNS:
+                data = rows.get(name, np.empty(0))
+                if data.size != (rows["step"].size if rows else 0):
+                    data = np.full(rows["step"].size, np.nan)
+                f.create_dataset(name, data=data.astype("f8"), maxshape=(None,), chunks=(1024,), fillvalue=np.nan)
+        os.replace(tmp, self.path)
+        self.file = h5py.File(self.path, "a", libver="latest")
         try:
             self.file.swmr_mode = True
         except (ValueError, RuntimeError):
