@@ -68,7 +68,7 @@ class VMCStep:
         n_total = self.n_samples_total
         grad = energy_gradient(self.ansatz.log_psi, params, flat, e_loc, metrics["energy"].mean, n_total, self.chunk_size)
         if self.optimizer.sr is not None:
-            direction = self.optimizer.sr.solve(self.ansatz.log_psi, params, flat, grad, n_total)
+            direction = self.optimizer.sr.solve(self.ansatz.log_psi, params, flat, grad, n_total, step)
         else:
             direction = grad
         updates, opt_state = self.optimizer.tx.update(direction, opt_state, params)

@@ -57,7 +57,9 @@ n_discard = 8
 kind = "sgd"
 learning_rate = 0.03
 sr = true
-diag_shift = 0.02
+diag_shift = 0.1        # large at first: the first natural-gradient steps from a uniform state overshoot
+diag_shift_final = 0.01
+diag_shift_steps = 100
 [run]
 eval_steps = 4
 print_every = 100

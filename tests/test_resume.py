@@ -227,13 +227,17 @@ def test_two_ranks_preempted_by_signal_resume_bit_identically(tmp_path, uninterr
     proc = subprocess.Popen(cmd, env=clean_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     _wait_for_rows(out, 3, proc)
-    ranks = subprocess.run(["pgrep", "-f", "-s", str(os.getpgid(proc.pid)), "distnqs run"], capture_output=True, text=True).stdout.split()
-    for pid in ranks:
-        if int(pid) != proc.pid:
-            try:
-                os.kill(int(pid), signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+    ranks = []
+    for pid in subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split():
+        try:
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if int(pid) != proc.pid and argv[0].decode() == sys.executable:
+            ranks.append(int(pid))
+    assert len(ranks) == 2, ranks
+    for pid in ranks:  # as Slurm's --signal does: every rank gets the signal
+        os.kill(pid, signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=300)
     if proc.returncode == 0:
         pytest.skip("the run finished before the signal arrived")

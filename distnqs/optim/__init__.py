@@ -3,7 +3,8 @@ preconditioned by stochastic reconfiguration (:class:`distnqs.optim.sr.SR`).
 
 ``[optimizer]`` table: ``kind`` (sgd | adam), ``learning_rate``,
 ``schedule`` (constant | linear | cosine) with ``learning_rate_final``,
-``sr`` (true/false), ``diag_shift``, ``solver`` (cg | dense), ``cg_maxiter``, ``cg_tol``.
+``sr`` (true/false), ``diag_shift`` (with optional geometric decay to
+``diag_shift_final`` over ``diag_shift_steps``, default n_steps), ``solver`` (cg | dense), ``cg_maxiter``, ``cg_tol``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from distnqs.optim.sr import SR
 
 KINDS = ("sgd", "adam")
 SCHEDULES = ("constant", "linear", "cosine")
-_OPTIONS = {"kind", "learning_rate", "schedule", "learning_rate_final", "sr", "diag_shift", "solver", "cg_maxiter", "cg_tol", "b1", "b2"}
+_OPTIONS = {"kind", "learning_rate", "schedule", "learning_rate_final", "sr", "diag_shift", "diag_shift_final", "diag_shift_steps", "solver", "cg_maxiter", "cg_tol", "b1", "b2"}
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,13 @@ def build_optimizer(cfg: dict, n_steps: int, chunk_size=None) -> Optimizer:
         shift = cfg.get("diag_shift", 0.01)
         if not isinstance(shift, (int, float)) or shift < 0:
             raise ConfigError(f"[optimizer] diag_shift must be >= 0, got {shift!r}")
+        final = cfg.get("diag_shift_final")
+        if final is not None and (not isinstance(final, (int, float)) or final <= 0 or shift <= 0):
+            raise ConfigError(f"[optimizer] diag_shift_final must be > 0 (and diag_shift > 0), got {final!r}")
         sr = SR(
             diag_shift=float(shift),
+            diag_shift_final=None if final is None else float(final),
+            decay_steps=int(cfg.get("diag_shift_steps", n_steps)),
             solver=solver,
             cg_maxiter=int(cfg.get("cg_maxiter", 200)),
             cg_tol=float(cfg.get("cg_tol", 1e-10)),

@@ -26,23 +26,37 @@ from distnqs.estimators.qgt import qgt_dense, qgt_matvec
 @dataclass(frozen=True)
 class SR:
     diag_shift: float = 0.01
+    diag_shift_final: float | None = None  # geometric decay to this value over decay_steps
+    decay_steps: int = 1
     solver: str = "cg"
     cg_maxiter: int = 200
     cg_tol: float = 1e-10
     chunk_size: int | None = None
 
-    def solve(self, log_psi, params, samples, grad, n_total):
+    def shift(self, step):
+        r""":math:`\epsilon(t) = \epsilon_0 (\epsilon_1/\epsilon_0)^{\min(t/T, 1)}` (constant without ``diag_shift_final``).
+
+        A large shift at the start tempers the first natural-gradient steps
+        from a nearly uniform state, where :math:`S` is tiny and :math:`S^{-1}g` huge.
+        """
+        if self.diag_shift_final is None or step is None:
+            return self.diag_shift
+        frac = jnp.minimum(jnp.asarray(step, jnp.float64) / max(1, self.decay_steps), 1.0)
+        return self.diag_shift * (self.diag_shift_final / self.diag_shift) ** frac
+
+    def solve(self, log_psi, params, samples, grad, n_total, step=None):
         """:math:`x = (S + \\epsilon)^{-1}\\nabla E` as a pytree like ``params``."""
+        eps = self.shift(step)
         if self.solver == "dense":
             g_flat, unravel = ravel_pytree(grad)
             S = qgt_dense(log_psi, params, samples, n_total)
-            A = S + self.diag_shift * jnp.eye(S.shape[0], dtype=S.dtype)
+            A = S + eps * jnp.eye(S.shape[0], dtype=S.dtype)
             c, low = jax.scipy.linalg.cho_factor(A)
             return unravel(jax.scipy.linalg.cho_solve((c, low), g_flat))
 
         def matvec(v):
             Sv = qgt_matvec(log_psi, params, samples, v, n_total, self.chunk_size)
-            return jax.tree_util.tree_map(lambda a, b: a + self.diag_shift * b, Sv, v)
+            return jax.tree_util.tree_map(lambda a, b: a + eps * b, Sv, v)
 
         x, _ = jax.scipy.sparse.linalg.cg(matvec, grad, tol=self.cg_tol, maxiter=self.cg_maxiter)
         return x
