@@ -1,0 +1,159 @@
+"""distnqs against NetKet on identical problems (issue: performance harness).
+
+For each case both codes get the same lattice, Hamiltonian, architecture and
+parameter count, sampler settings (chains, sweep length, discarded sweeps,
+samples per step) and optimizer / SR settings. The two are run alternately in
+one process, ``--repeats`` times each; each run compiles, then times
+``--steps`` optimization steps. Reported: median seconds per step after
+compilation, samples per second, compile time (first step), peak RSS of the
+process, energy after the steps, and the ratio NetKet / distnqs.
+
+    .venv/bin/python benchmarks/bench_vs_netket.py --case rbm_sr --steps 30
+    .venv/bin/python benchmarks/bench_vs_netket.py --case all
+
+Writes benchmarks/results/<case>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+import distnqs  # noqa: F401  (x64)
+import jax
+import jax.numpy as jnp
+import netket as nk
+import numpy as np
+
+from distnqs import config
+from distnqs.problem import build_problem
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+CASES = {
+    "rbm_sr": dict(model="tfim", L=10, sampler="local", optimizer="sgd", lr=0.01, sr=True),
+    "rbm_adam": dict(model="tfim", L=10, sampler="local", optimizer="adam", lr=0.01, sr=False),
+    "rbm_exchange_heisenberg": dict(model="heisenberg", L=10, sampler="exchange", optimizer="sgd", lr=0.01, sr=True),
+}
+
+
+def distnqs_config(case, n_samples, n_chains, n_discard, seed):
+    ham = {"model": "tfim", "G": 3.0} if case["model"] == "tfim" else {"model": "heisenberg", "total_sz": 0}
+    return config.resolve({
+        "seed": seed,
+        "n_steps": 10**6,
+        "lattice": {"Lx": case["L"], "Ly": case["L"], "pbc": False},
+        "hamiltonian": ham,
+        "ansatz": {"model": "rbm", "alpha": 1},
+        "sampler": {"kind": f"metropolis_{case['sampler']}", "n_samples": n_samples, "n_chains": n_chains, "n_discard": n_discard},
+        "optimizer": {"kind": case["optimizer"], "learning_rate": case["lr"], "sr": case["sr"], "diag_shift": 0.01, "solver": "cg"},
+        "observables": {"magnetization": False},
+        "run": {"reference": False},
+    })
+
+
+def run_distnqs(case, steps, n_samples, n_chains, n_discard, seed):
+    problem = build_problem(distnqs_config(case, n_samples, n_chains, n_discard, seed))
+    params, opt_state, sampler_state = problem.init_state()
+    step = problem.step.jit()
+    t0 = time.perf_counter()
+    params, opt_state, sampler_state, m = step(params, opt_state, sampler_state, jnp.asarray(0, jnp.int32))
+    jax.device_get(m)
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for t in range(1, steps + 1):  # as the driver does: metrics to the host every step
+        params, opt_state, sampler_state, m = step(params, opt_state, sampler_state, jnp.asarray(t, jnp.int32))
+        m = jax.device_get(m)
+    per_step = (time.perf_counter() - t0) / steps
+    times = [compile_s] + [per_step] * steps
+    energies = [(float(np.real(m["energy"].mean)), float(m["energy"].error_of_mean))] * 5
+    n_params = sum(x.size for x in jax.tree_util.tree_leaves(params))
+    return times, energies, n_params
+
+
+def run_netket(case, steps, n_samples, n_chains, n_discard, seed):
+    N = case["L"] ** 2
+    g = nk.graph.Grid([case["L"], case["L"]], pbc=False)
+    if case["model"] == "tfim":
+        hi = nk.hilbert.Spin(0.5, N)
+        H = nk.operator.IsingJax(hi, g, h=3.0, J=-1.0)
+        sa = nk.sampler.MetropolisLocal(hi, n_chains=n_chains, sweep_size=N)
+    else:
+        hi = nk.hilbert.Spin(0.5, N, total_sz=0)
+        H = nk.operator.Heisenberg(hi, g).to_jax_operator()
+        sa = nk.sampler.MetropolisExchange(hi, graph=g, n_chains=n_chains, sweep_size=N)
+    model = nk.models.RBM(alpha=1, param_dtype=float)
+    vs = nk.vqs.MCState(sa, model, n_samples=n_samples, n_discard_per_chain=n_discard, seed=seed, sampler_seed=seed + 1)
+    opt = nk.optimizer.Sgd(case["lr"]) if case["optimizer"] == "sgd" else nk.optimizer.Adam(case["lr"])
+    if case["sr"]:
+        driver = nk.driver.VMC(H, opt, variational_state=vs, preconditioner=nk.optimizer.SR(diag_shift=0.01))
+    else:
+        driver = nk.driver.VMC(H, opt, variational_state=vs)
+    # NetKet's driver has no public single-step call: time run() as a whole
+    # (no logger, no progress bar) after a 1-step run that compiles everything.
+    t0 = time.perf_counter()
+    driver.run(n_iter=1, out=None, show_progress=False)
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    driver.run(n_iter=steps, out=None, show_progress=False)
+    per_step = (time.perf_counter() - t0) / steps
+    times = [compile_s] + [per_step] * steps
+    e = driver.energy
+    energies = [(float(np.real(e.mean)), float(e.error_of_mean))] * 5
+    return times, energies, vs.n_parameters
+
+
+def summarize(times, energies, n_samples, n_params):
+    med = float(times[1])
+    return {
+        "median_s_per_step": med,  # mean over the timed steps of one run; median over repeats below
+        "samples_per_s": n_samples / med,
+        "compile_s": float(times[0] - med),
+        "energy_after_steps": energies[-1][0],
+        "energy_error": energies[-1][1],
+        "n_parameters": int(n_params),
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--case", default="rbm_sr", choices=[*CASES, "all"])
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--n-samples", type=int, default=1024)
+    p.add_argument("--n-chains", type=int, default=16)
+    p.add_argument("--n-discard", type=int, default=16)
+    args = p.parse_args(argv)
+    names = list(CASES) if args.case == "all" else [args.case]
+    RESULTS.mkdir(exist_ok=True)
+    for name in names:
+        case = CASES[name]
+        runs = {"netket": [], "distnqs": []}
+        for r in range(args.repeats):  # alternate, so drifts of a shared machine hit both
+            for code, fn in (("netket", run_netket), ("distnqs", run_distnqs)):
+                t, e, n_par = fn(case, args.steps, args.n_samples, args.n_chains, args.n_discard, seed=r)
+                runs[code].append(summarize(t, e, args.n_samples, n_par))
+                print(f"{name} {code} repeat {r}: {runs[code][-1]['median_s_per_step']:.4f} s/step, E = {runs[code][-1]['energy_after_steps']:.4f}", flush=True)
+        med = {code: float(np.median([x["median_s_per_step"] for x in v])) for code, v in runs.items()}
+        out = {
+            "case": name,
+            "problem": case,
+            "settings": {"steps": args.steps, "repeats": args.repeats, "n_samples": args.n_samples, "n_chains": args.n_chains, "n_discard_sweeps": args.n_discard, "sweep_size": case["L"] ** 2},
+            "netket": runs["netket"],
+            "distnqs": runs["distnqs"],
+            "ratio_netket_over_distnqs": med["netket"] / med["distnqs"],
+            "peak_rss_mb_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "machine": f"{platform.machine()}, {jax.device_count()} x {jax.devices()[0].device_kind}, {len(__import__('os').sched_getaffinity(0))} cores",
+            "versions": {"jax": jax.__version__, "netket": nk.__version__, "distnqs": distnqs.__version__},
+            "command": f"python benchmarks/bench_vs_netket.py --case {name} --steps {args.steps} --repeats {args.repeats}",
+        }
+        (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+        print(f"{name}: NetKet {med['netket']:.4f} s/step, distnqs {med['distnqs']:.4f} s/step, ratio {out['ratio_netket_over_distnqs']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
