@@ -42,7 +42,7 @@ CASES = {
 
 
 def distnqs_config(case, n_samples, n_chains, n_discard, seed):
-    ham = {"model": "tfim", "G": 3.0} if case["model"] == "tfim" else {"model": "heisenberg", "total_sz": 0}
+    ham = {"model": "tfim", "G": 3.0} if case["model"] == "tfim" else {"model": "heisenberg", "total_sz": 0, "sign_rule": True}
     return config.resolve({
         "seed": seed,
         "n_steps": 10**6,
@@ -50,7 +50,7 @@ def distnqs_config(case, n_samples, n_chains, n_discard, seed):
         "hamiltonian": ham,
         "ansatz": {"model": "rbm", "alpha": 1},
         "sampler": {"kind": f"metropolis_{case['sampler']}", "n_samples": n_samples, "n_chains": n_chains, "n_discard": n_discard},
-        "optimizer": {"kind": case["optimizer"], "learning_rate": case["lr"], "sr": case["sr"], "diag_shift": 0.01, "solver": "cg"},
+        "optimizer": {"kind": case["optimizer"], "learning_rate": case["lr"], "sr": case["sr"], "diag_shift": 0.01, "solver": "cg", "cg_tol": 1e-5},  # NetKet SR default: jax cg, tol 1e-5
         "observables": {"magnetization": False},
         "run": {"reference": False},
     })
@@ -84,7 +84,7 @@ def run_netket(case, steps, n_samples, n_chains, n_discard, seed):
         sa = nk.sampler.MetropolisLocal(hi, n_chains=n_chains, sweep_size=N)
     else:
         hi = nk.hilbert.Spin(0.5, N, total_sz=0)
-        H = nk.operator.Heisenberg(hi, g).to_jax_operator()
+        H = nk.operator.Heisenberg(hi, g, sign_rule=True).to_jax_operator()
         sa = nk.sampler.MetropolisExchange(hi, graph=g, n_chains=n_chains, sweep_size=N)
     model = nk.models.RBM(alpha=1, param_dtype=float)
     vs = nk.vqs.MCState(sa, model, n_samples=n_samples, n_discard_per_chain=n_discard, seed=seed, sampler_seed=seed + 1)
