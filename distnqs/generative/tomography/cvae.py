@@ -168,7 +168,9 @@ class TrainConfig:
     """Optimization settings: Adam with cosine-decayed learning rate
     (``learning_rate`` to ``learning_rate * final_lr_fraction``), minibatches
     of ``batch_size`` samples drawn uniformly (with replacement) from the data
-    of all fields, KL weight warm-up over ``kl_warmup`` steps."""
+    of all fields, KL weight warm-up over ``kl_warmup`` steps;
+    ``importance_samples > 1`` trains on the importance-weighted bound instead
+    of the ELBO (then ``kl_warmup`` is not used)."""
 
     steps: int = 5000
     batch_size: int = 512
@@ -191,7 +193,8 @@ def train(
 
     Keys: ``jax.random.key(config.seed)`` is split into the initialization
     key and the training key; step ``t`` uses ``fold_in(train_key, t)``.
-    Runs ``chunk`` optimizer steps per jitted ``lax.scan``; ``callback(step, metrics)``
+    Runs ``chunk`` optimizer steps per jitted ``lax.scan`` (``steps`` is
+    rounded up to a whole number of chunks); ``callback(step, metrics)``
     is called after every chunk with the chunk means of ``loss``, ``rec``, ``kl``, ``beta``.
     Returns ``(params, history)``, history a list of metric dicts.
     """
@@ -213,26 +216,25 @@ def train(
         rec, kl = elbo_terms(p, model, x, h, key)
         return -jnp.mean(rec - beta * kl), (jnp.mean(rec), jnp.mean(kl))
 
-    def one_step(carry, step):
-        p, state = carry
-        key_batch, key_eps = jax.random.split(jax.random.fold_in(train_key, step))
-        idx = jax.random.randint(key_batch, (config.batch_size,), 0, total)
-        beta = jnp.minimum(1.0, step / warmup).astype(model.dtype)
-        (loss, (rec, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, data_x[idx], data_h[idx], key_eps, beta)
-        updates, state = optimizer.update(grads, state, p)
-        return (optax.apply_updates(p, updates), state), jnp.stack([loss, rec, kl, beta])
-
     @jax.jit
-    def run_chunk(p, state, start):
-        steps = start + jnp.arange(config.chunk)
-        (p, state), metrics = jax.lax.scan(one_step, (p, state), steps)
+    def run_chunk(p, state, start, xs, hs):
+        def one_step(carry, step):
+            p, state = carry
+            key_batch, key_eps = jax.random.split(jax.random.fold_in(train_key, step))
+            idx = jax.random.randint(key_batch, (config.batch_size,), 0, total)
+            beta = jnp.minimum(1.0, step / warmup).astype(model.dtype)
+            (loss, (rec, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, xs[idx], hs[idx], key_eps, beta)
+            updates, state = optimizer.update(grads, state, p)
+            return (optax.apply_updates(p, updates), state), jnp.stack([loss, rec, kl, beta])
+
+        (p, state), metrics = jax.lax.scan(one_step, (p, state), start + jnp.arange(config.chunk))
         return p, state, metrics.mean(axis=0)
 
     history = []
     step = 0
     t0 = time.perf_counter()
     while step < config.steps:
-        params, opt_state, metrics = run_chunk(params, opt_state, step)
+        params, opt_state, metrics = run_chunk(params, opt_state, step, data_x, data_h)
         step += config.chunk
         loss, rec, kl, beta = (float(v) for v in metrics)
         entry = {"step": step, "loss": loss, "rec": rec, "kl": kl, "beta": beta, "seconds": time.perf_counter() - t0}
