@@ -58,8 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     target, _ = _COMMANDS[name]
     module_name, func_name = target.split(":")
     try:
-        func = getattr(importlib.import_module(module_name), func_name)
-        return int(func(rest) or 0)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            raise DistnqsError(f"command {name!r} is not available in this installation ({module_name} is missing)") from exc
+        return int(getattr(module, func_name)(rest) or 0)
     except DistnqsError as exc:
         _error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return EXIT_USER_ERROR
