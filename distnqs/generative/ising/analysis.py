@@ -91,7 +91,8 @@ def em_histogram(spins) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def plot_em_histograms(path, T: float, panels: list[tuple[str, np.ndarray]], exact_E: float | None = None) -> None:
     """One PNG: a row of energy–magnetization histograms ``P(m, e)`` (log colour scale), one panel per data set."""
     n = len(panels)
-    fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.4), squeeze=False, sharex=True, sharey=True)
+    fig, axes = plt.subplots(1, n, figsize=(3.0 * n + 1.2, 3.6), squeeze=False, sharex=True, sharey=True,
+                             layout="constrained")
     vmin = None
     hists = []
     for _, s in panels:
@@ -219,27 +220,49 @@ def plot_training_curves(path, summary: dict) -> None:
     plt.close(fig)
 
 
+def _with_error(value: float, err: float) -> str:
+    """``value(err)`` with the error in units of the last shown digit (at least 4 decimals)."""
+    if not (err > 0 and math.isfinite(err)):
+        return f"{value:.4f}"
+    decimals = min(8, max(4, -math.floor(math.log10(err))))
+    return f"{value:.{decimals}f}({round(err * 10**decimals):d})"
+
+
 def results_table_markdown(summary: dict) -> str:
-    """Markdown table: per temperature exact / training / generated ``<e>`` and ``<|m|>`` for every model and decoding."""
+    """Markdown tables: (1) per temperature exact / Wolff / generated ``<e>`` and ``<|m|>`` for every model and
+    decoding; (2) the final ``-ELBO``, its KL part and the latent-magnetization correlation of every model."""
     models = summary.get("models", [])
-    head = ["T", "e exact", "e Wolff", "|m| exact", "|m| Wolff"]
+    am = "\\|m\\|"  # escaped for markdown tables
+    head = ["T", "e exact", "e Wolff", f"{am} exact", f"{am} Wolff"]
     for name in models:
         for dec in ("threshold", "bernoulli"):
-            head += [f"e {name} {dec[:3]}", f"|m| {name} {dec[:3]}"]
+            head += [f"e {name} {dec[:3]}", f"{am} {name} {dec[:3]}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for t in summary["temperatures"]:
         ex = t.get("exact") or {}
         tr = t["training"]
         row = [f"{t['T']:g}",
                f"{ex['E_per_site']:.4f}" if ex else "-",
-               f"{tr['E_per_site']:.4f}({round(tr['E_per_site_err'] * 1e4):d})",
+               _with_error(tr["E_per_site"], tr["E_per_site_err"]),
                f"{ex['abs_m']:.4f}" if ex else "-",
-               f"{tr['abs_m']:.4f}({round(tr['abs_m_err'] * 1e4):d})"]
+               _with_error(tr["abs_m"], tr["abs_m_err"])]
         for name in models:
             for dec in ("threshold", "bernoulli"):
                 g = t["models"][name][dec]
                 row += [f"{g['E_per_site']:.3f}", f"{g['abs_m']:.3f}"]
         lines.append("| " + " | ".join(row) + " |")
+    if models:
+        lines.append("")
+        head = ["T"]
+        for name in models:
+            head += [f"-ELBO {name}", f"KL {name}", f"corr(z, m) {name}"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for t in summary["temperatures"]:
+            row = [f"{t['T']:g}"]
+            for name in models:
+                mm = t["models"][name]
+                row += [f"{mm['elbo']['loss']:.2f}", f"{mm['elbo']['kl']:.2f}", f"{mm['latent']['max_abs_corr_m']:.2f}"]
+            lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 

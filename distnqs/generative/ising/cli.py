@@ -63,6 +63,7 @@ SCHEMA: dict = {
         "n_eval": ("int", 10000),
         "n_generate": ("int", 100000),
         "n_latent_plot": ("int", 3000),
+        "restarts": ("int", 1),
     },
     "vae.dense": {
         "encoder": ("ints", [32, 8, 16]),
@@ -70,6 +71,7 @@ SCHEMA: dict = {
         "epochs": ("int", None),
         "batch_size": ("int", None),
         "learning_rate": ("float", None),
+        "restarts": ("int", None),
     },
     "vae.conv": {
         "filters": ("int", 16),
@@ -78,11 +80,12 @@ SCHEMA: dict = {
         "epochs": ("int", None),
         "batch_size": ("int", None),
         "learning_rate": ("float", None),
+        "restarts": ("int", None),
     },
     "output": {"save_configs": ("bool", True), "save_generated": ("bool", True)},
 }
 
-TRAIN_KEYS = ("epochs", "batch_size", "learning_rate")
+TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "restarts")
 OUTPUT_FILES = ("summary.json", "results.md", "wolff_configs.h5", "vae_generated.h5")
 
 
@@ -191,6 +194,8 @@ def _validate(cfg: dict) -> None:
                               f"number of training configurations ({n_train})")
         if not tr["learning_rate"] > 0:
             raise ConfigError(f"vae learning_rate must be positive for {name}, got {tr['learning_rate']}")
+        if tr["restarts"] < 1:
+            raise ConfigError(f"vae restarts must be >= 1 for {name}, got {tr['restarts']}")
     for key in ("n_generate", "n_eval", "n_latent_plot"):
         if vae[key] < 2:
             raise ConfigError(f"vae.{key} must be >= 2, got {vae[key]}")
@@ -205,7 +210,7 @@ def _validate(cfg: dict) -> None:
 
 
 def training_settings(cfg: dict, name: str) -> dict:
-    """Epochs, batch size and learning rate for model ``name`` (its own table overrides ``[vae]``)."""
+    """Epochs, batch size, learning rate and restarts for model ``name`` (its own table overrides ``[vae]``)."""
     own = cfg[f"vae.{name}"]
     return {k: (own[k] if own.get(k) is not None else cfg["vae"][k]) for k in TRAIN_KEYS}
 
@@ -347,10 +352,23 @@ def run_study(cfg: dict, outdir: Path, progress: _Progress) -> dict:
             model = V.make_model(name, L, vcfg["latent_dim"], **arch)
             k_model = jax.random.fold_in(jax.random.fold_in(vae_root, it), MODEL_IDS[name])
             k_train, k_gen, k_bern = jax.random.split(k_model, 3)
-            result = V.train_vae(model, train_set, k_train, epochs=tr["epochs"], batch_size=tr["batch_size"],
-                                 learning_rate=tr["learning_rate"], beta=vcfg["beta"], n_eval=vcfg["n_eval"],
-                                 progress=lambda e, n, l, nm=name: progress.update(
-                                     f"{head} {nm} VAE: epoch {e}/{n}, -ELBO {l:.3f}"))
+            # ``restarts`` independent initializations (restart r > 0 uses fold_in(k_train, r));
+            # the one with the lowest final -ELBO on the evaluation set is kept
+            result, restart_losses = None, []
+            for r in range(tr["restarts"]):
+                k_r = k_train if r == 0 else jax.random.fold_in(k_train, r)
+                tag = f" (restart {r + 1}/{tr['restarts']})" if tr["restarts"] > 1 else ""
+                res_r = V.train_vae(model, train_set, k_r, epochs=tr["epochs"], batch_size=tr["batch_size"],
+                                    learning_rate=tr["learning_rate"], beta=vcfg["beta"], n_eval=vcfg["n_eval"],
+                                    progress=lambda e, n, l, nm=name, tg=tag: progress.update(
+                                        f"{head} {nm} VAE{tg}: epoch {e}/{n}, -ELBO {l:.3f}"))
+                restart_losses.append(res_r.final["loss"])
+                if result is None or res_r.final["loss"] < result.final["loss"]:
+                    if result is not None:
+                        res_r.seconds += result.seconds
+                    result = res_r
+                else:
+                    result.seconds += res_r.seconds
             probs = V.generate_probabilities(result.params, model, k_gen, vcfg["n_generate"])
             thr = V.decode_threshold(probs)
             bern = V.decode_bernoulli(probs, k_bern)
@@ -364,11 +382,12 @@ def run_study(cfg: dict, outdir: Path, progress: _Progress) -> dict:
                 st["abs_m_excess"] = st["abs_m"] - training["abs_m"]
             entry["models"][name] = {
                 "n_train": len(train_set), "training": tr, "train_seconds": result.seconds,
+                "restart_losses": restart_losses, "best_restart": int(np.argmin(restart_losses)),
                 "elbo_initial": result.initial, "elbo": result.final, "history": result.history,
                 "threshold": st_thr, "bernoulli": st_bern,
                 "latent": _latent_stats(mu, logvar, mags[:n_lat]),
             }
-            progress.line(f"{head} {name} VAE: {tr['epochs']} epochs in {result.seconds:.1f} s, "
+            progress.line(f"{head} {name} VAE: {tr['restarts']} x {tr['epochs']} epochs in {result.seconds:.1f} s, "
                           f"-ELBO {result.initial['loss']:.2f} -> {result.final['loss']:.2f} "
                           f"(KL {result.final['kl']:.2f}); generated <e> thr {st_thr['E_per_site']:.3f} "
                           f"bern {st_bern['E_per_site']:.3f} (training {training['E_per_site']:.3f}), "

@@ -118,12 +118,18 @@ def exact_transfer_matrix(L: int, T: float) -> ExactResult:
     E = -float(d1(b, hj, vj, L)) / N
     C = float(d2(b, hj, vj, L)) * beta**2 / N
 
-    # magnetization distribution by Fourier inversion of Z(theta)
+    # magnetization distribution by Fourier inversion of Z(theta), theta_j = pi j / (N + 1);
+    # M -> -M symmetry and M = N (mod 2) give Z(theta_{n-j}) = (-1)^N conj Z(theta_j),
+    # so only j <= n/2 is computed (complex128 matrix powers in jax)
     t = np.exp(beta * (0.5 * h[:, None] + v + 0.5 * h[None, :] - 2.0 * L))
     n = N + 1
     theta = np.pi * np.arange(n) / n
-    tt = t[None, :, :] * np.exp(1j * theta[:, None, None] * Mrow[None, None, :])  # T D_theta
-    z = np.trace(np.linalg.matrix_power(tt, L), axis1=1, axis2=2)
+    half = n // 2 + 1
+    tt = t[None, :, :] * np.exp(1j * theta[:half, None, None] * Mrow[None, None, :])  # T D_theta
+    z = np.empty(n, np.complex128)
+    z[:half] = np.asarray(jnp.trace(jnp.linalg.matrix_power(jnp.asarray(tt), L), axis1=1, axis2=2))
+    j = np.arange(half, n)
+    z[j] = (-1) ** N * np.conj(z[n - j])
     zk = np.fft.fft(z * np.exp(1j * theta * N)).real / n  # Z_k for M = 2k - N
     zk = np.clip(zk, 0.0, None)
     p = zk / zk.sum()

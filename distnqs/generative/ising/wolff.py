@@ -52,6 +52,7 @@ __all__ = [
     "magnetization",
     "random_spins",
     "wolff_flip",
+    "wolff_flip_jit",
     "wolff_flips",
     "wolff_samples",
     "WolffResult",
@@ -175,7 +176,7 @@ def wolff_flips(spins: jax.Array, key, threshold, n_flips) -> tuple[jax.Array, j
     return jax.lax.fori_loop(0, n_flips, body, (spins, jnp.zeros(spins.shape[0], jnp.int32)))
 
 
-_wolff_flips_jit = jax.jit(wolff_flips)
+wolff_flip_jit = jax.jit(wolff_flip)
 
 
 @partial(jax.jit, static_argnames=("n_samples",))
@@ -201,8 +202,8 @@ class WolffResult:
     ``spins``: ``(S, R, L, L)`` int8 (sample-major: sample ``s`` of replica ``r``);
     ``flips_per_sample``: Wolff updates between recorded samples;
     ``mean_cluster_size``: ``<|C|>`` measured over the production run;
-    ``seconds``: wall time of equilibration + production (after compilation
-    warm-up is included, it is the honest end-to-end time).
+    ``seconds``: wall time of equilibration + production, including the
+    jit compilation on first use of a shape (the honest end-to-end time).
     """
 
     T: float
@@ -236,7 +237,8 @@ def run_wolff(key, L: int, T: float, n_configs: int, n_replicas: int,
 
     Starts from random spins (``T = inf``). Equilibration runs one-sweep
     blocks (``max(1, round(N / <|C|>))`` flips with the running estimate of
-    the mean cluster size) until ``sum |C| >= equilibration_sweeps * N`` per
+    the mean cluster size; the first call uses single flips), ``chunk_samples``
+    blocks per call, until ``sum |C| >= equilibration_sweeps * N`` per
     replica on average. Production records ``n_configs / n_replicas`` samples
     per replica, ``flips_per_sample = max(1, round(sweeps_per_sample * N / <|C|>))``
     updates apart (``<|C|>`` from the second half of equilibration).
@@ -252,26 +254,26 @@ def run_wolff(key, L: int, T: float, n_configs: int, n_replicas: int,
     t0 = time.perf_counter()
     spins = random_spins(k_init, n_replicas, L)
 
-    # --- equilibration in one-sweep blocks ---
+    # --- equilibration: calls of m one-sweep blocks (the production kernel, so one compilation) ---
+    n_samples = n_configs // n_replicas
+    m = max(1, min(chunk_samples, n_samples))
     swept, n_eq_flips, block, mean_c = 0.0, 0, 1, float(N)
-    recent_sizes, recent_flips = 0.0, 0
-    i = 0
-    while swept < equilibration_sweeps:
-        spins, total = _wolff_flips_jit(spins, jax.random.fold_in(k_eq, i), thr, block)
-        sizes = float(np.asarray(total).mean())
-        swept += sizes / N
-        n_eq_flips += block
+    recent_sizes, recent_flips, i = 0.0, 0, 0
+    while swept < equilibration_sweeps or i == 0:
+        spins, _, tot = wolff_samples(spins, jax.random.fold_in(k_eq, i), thr, block, m)
+        sizes = np.asarray(tot, dtype=np.float64).mean(axis=1)  # summed cluster size per block
+        swept += float(sizes.sum()) / N
+        n_eq_flips += block * m
         i += 1
         if swept >= 0.5 * equilibration_sweeps:
-            recent_sizes += sizes
-            recent_flips += block
-        mean_c = (recent_sizes / recent_flips) if recent_flips else sizes / block
+            recent_sizes += float(sizes.sum())
+            recent_flips += block * m
+        mean_c = (recent_sizes / recent_flips) if recent_flips else float(sizes.sum()) / (block * m)
         block = max(1, int(round(N / max(mean_c, 1.0))))
     flips = max(1, int(round(sweeps_per_sample * N / max(mean_c, 1.0))))
 
     # --- production ---
-    n_samples = n_configs // n_replicas
-    m = max(1, min(chunk_samples, n_samples))  # one compiled shape; the last chunk is cut
+    # one compiled shape; the last chunk is cut
     chunks, totals, done, c = [], [], 0, 0
     while done < n_samples:
         spins, samples, tot = wolff_samples(spins, jax.random.fold_in(k_prod, c), thr, flips, m)
