@@ -45,7 +45,13 @@ def _resolve_class(name):
     if name not in REGISTRY:
         raise ConfigError(f"unknown ansatz model {name!r}; choose one of: {', '.join(REGISTRY)} or netket.<Name>")
     module_name, cls_name = REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module_name), cls_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise ConfigError(f"ansatz {name!r} is not available in this installation ({module_name} is missing)") from exc
+    return getattr(module, cls_name)
 
 
 def build_model(cfg: dict, lattice) -> Ansatz:

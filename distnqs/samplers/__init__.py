@@ -48,7 +48,10 @@ def build_sampler(cfg: dict, lattice, hilbert, ansatz, n_ranks: int):
             raise ConfigError("sampler 'direct' needs an autoregressive ansatz (model = \"naqs\")")
         if n_samples % n_ranks:
             raise ConfigError(f"n_samples = {n_samples} is not divisible among {n_ranks} ranks")
-        from distnqs.samplers.direct import DirectSampler
+        try:
+            from distnqs.samplers.direct import DirectSampler
+        except ModuleNotFoundError as exc:
+            raise ConfigError("sampler 'direct' is not available in this installation") from exc
 
         return DirectSampler(ansatz=ansatz, n_sites=n_sites, n_samples=n_samples // n_ranks)
 
