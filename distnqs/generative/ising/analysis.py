@@ -125,7 +125,8 @@ def plot_em_histograms(path, T: float, panels: list[tuple[str, np.ndarray]], exa
 def plot_latent(path, model_name: str, items: list[tuple[float, np.ndarray, np.ndarray]]) -> None:
     """Latent means ``mu(x)`` of training configurations, one panel per temperature, coloured by ``m``.
 
-    ``items``: ``(T, mu (n, latent_dim), m (n,))``; the first two latent axes are shown.
+    ``items``: ``(T, mu (n, latent_dim), m (n,))``; the first two latent axes are shown on a common,
+    square scale (a latent direction the model does not use shows up as a flat band).
     """
     n = len(items)
     cols = min(n, 5)
@@ -137,6 +138,10 @@ def plot_latent(path, model_name: str, items: list[tuple[float, np.ndarray, np.n
     for ax, (T, mu, m) in zip(axes.ravel(), items):
         y = mu[:, 1] if mu.shape[1] > 1 else np.zeros(len(mu))
         sc = ax.scatter(mu[:, 0], y, c=m, s=2, cmap="coolwarm", vmin=-1, vmax=1, rasterized=True)
+        lim = max(1.05 * float(np.abs(mu[:, :2]).max()), 0.5)  # same scale on both axes: unused directions look flat
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
         ax.set_title(f"T = {T:g}", fontsize=9)
         ax.set_xlabel("z1", fontsize=8)
         ax.set_ylabel("z2", fontsize=8)
