@@ -10,8 +10,9 @@ estimated from the VAE's samples.
 - :mod:`.povm`: tetrahedral POVM, overlap matrix, dual frame, estimators.
 - :mod:`.data`: ED (scipy, even sector) and DMRG (tenpy) ground states,
   exact POVM sampling from state vectors and MPS, HDF5 data sets.
-- :mod:`.cvae`: flax conditional VAE, ELBO training, sampling, model
-  distribution, Gumbel-softmax susceptibility.
+- :mod:`.cvae`: flax conditional VAE (site-factorized or autoregressive
+  MADE decoder), ELBO/IWAE training, sampling, model distribution (prior
+  Monte Carlo or encoder importance sampling), Gumbel-softmax susceptibility.
 - :mod:`.observables`: exact and sample-estimated observables, classical
   fidelity, Renyi-2 entropy from samples.
 - :mod:`.cli`: ``distnqs tomography CONFIG --outdir D``.

@@ -7,8 +7,19 @@ as in :mod:`.povm`), field :math:`h`, latent :math:`z \in \mathbb{R}^{d}`:
 - encoder :math:`q_\phi(z|x,h) = \mathcal N(z;\, \mu_\phi(x,h),\, \mathrm{diag}\, e^{\ell_\phi(x,h)})`
   (an MLP returns mean and log-variance);
 - prior :math:`p(z) = \mathcal N(0, 1)` (independent of :math:`h`);
-- decoder :math:`p_\theta(x|z,h) = \prod_{i} \pi_{i}(a_i|z,h)`, a per-site
-  softmax over the :math:`K` outcomes (an MLP of :math:`(z, h)`).
+- decoder, one of
+
+  * ``"factorized"`` (the paper's): :math:`p_\theta(x|z,h) = \prod_{i} \pi_{i}(a_i|z,h)`,
+    a per-site softmax over the :math:`K` outcomes (an MLP of :math:`(z, h)`);
+    all correlations between sites must be carried by :math:`z`;
+  * ``"autoregressive"`` (not in the paper):
+    :math:`p_\theta(x|z,h) = \prod_{i=0}^{N-1} \pi_{i}(a_i|a_{<i},z,h)`, a
+    MADE-style masked MLP (Germain et al. 2015) in the site order
+    :math:`0, 1, \ldots, N-1`, conditioned on :math:`(z, h)` in every layer
+    (see :class:`AutoregressiveDecoder`); normalized exactly for every
+    :math:`(z, h)`. One pass with the data as input ("teacher forcing") gives all
+    :math:`N` conditionals, so training costs about the same as the factorized decoder;
+    sampling draws the sites in order (:math:`N` passes).
 
 Training maximizes the evidence lower bound, averaged over the data of all fields,
 
@@ -27,8 +38,9 @@ is maximized instead (no :math:`\beta`).
 The field enters every hidden layer of encoder and decoder (it is
 concatenated to each layer's input), so the decoder's dependence on
 :math:`h` is learned directly instead of through the latent code.
-The generative model is :math:`p_\theta(a|h) = \mathbb E_{z\sim\mathcal N(0,1)}\prod_i\pi_i(a_i|z,h)`;
-sampling draws :math:`z \sim \mathcal N(0,1)`, decodes, and draws each site's outcome.
+The generative model is :math:`p_\theta(a|h) = \mathbb E_{z\sim\mathcal N(0,1)}\, p_\theta(a|z,h)`;
+sampling draws :math:`z \sim \mathcal N(0,1)`, then each site's outcome (all at once for the
+factorized decoder, site by site for the autoregressive one).
 
 All randomness comes from explicit ``jax.random`` keys.
 """
@@ -85,35 +97,118 @@ class Decoder(nn.Module):
         return jax.nn.log_softmax(logits.reshape(-1, self.n_sites, self.n_outcomes), axis=-1)
 
 
+def made_masks(n_sites: int, n_outcomes: int, hidden: Sequence[int]) -> list[np.ndarray]:
+    r"""Connectivity masks of the masked MLP of :class:`AutoregressiveDecoder`.
+
+    Degrees (MADE, Germain et al. 2015, with a "context" degree 0): the one-hot
+    input of site :math:`i = 0..N-1` has degree :math:`d = i + 1`; hidden unit
+    :math:`k` of every layer has degree :math:`m_k = k \bmod N \in \{0..N-1\}`;
+    output site :math:`i` has degree :math:`i + 1`. Connections allowed:
+    input :math:`\to` hidden if :math:`m \ge d`, hidden :math:`\to` hidden if
+    :math:`m' \ge m`, hidden :math:`\to` output if :math:`d_{out} > m`.
+    So hidden units of degree :math:`m` depend on sites :math:`0..m-1` only and
+    the logits of site :math:`i` on sites :math:`0..i-1` only (degree-0 units
+    see only the context :math:`(z, h)`, which feeds every unit unmasked).
+    Returns one boolean ``(fan_in, fan_out)`` mask per layer (last: output layer).
+    """
+    in_deg = np.repeat(np.arange(1, n_sites + 1), n_outcomes)
+    masks, prev = [], in_deg
+    for width in hidden:
+        deg = np.arange(width) % n_sites
+        masks.append(deg[None, :] >= prev[:, None])
+        prev = deg
+    masks.append(in_deg[None, :] > prev[:, None])
+    return masks
+
+
+class AutoregressiveDecoder(nn.Module):
+    r"""Masked MLP :math:`(x, z, h) \mapsto \ln\pi_i(a|a_{<i}, z, h)`, shape ``(B, N, K)``.
+
+    With :math:`x` the ``(B, N, K)`` (one-hot or relaxed) outcomes and
+    :math:`c = (z, h)` the context, layer :math:`l` computes
+
+    .. math:: u^{(l)} = \mathrm{elu}\big((W^{(l)}\odot M^{(l)})^T u^{(l-1)} + V^{(l)} c + b^{(l)}\big),
+              \quad u^{(0)} = \mathrm{vec}(x),
+
+    and the logits are :math:`(W^{\rm out}\odot M^{\rm out})^T u^{(L)} + V^{\rm out} c + b^{\rm out}`,
+    log-softmaxed per site; :math:`M` from :func:`made_masks`. Output ``[:, i]`` is
+    therefore the exact conditional of site :math:`i` given the input's sites
+    :math:`< i` (entries of ``x`` at sites :math:`\ge i` are ignored), and
+    :math:`\sum_a \prod_i \pi_i(a_i|a_{<i},z,h) = 1` exactly for every :math:`(z, h)`.
+    """
+
+    n_sites: int
+    hidden: Sequence[int]
+    n_outcomes: int = 4
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, z: jax.Array, h: jax.Array, x: jax.Array) -> jax.Array:
+        ctx = jnp.concatenate([z.astype(self.dtype), h[:, None].astype(self.dtype)], axis=-1)
+        u = x.reshape(x.shape[0], -1).astype(self.dtype)
+        masks = made_masks(self.n_sites, self.n_outcomes, self.hidden)
+        widths = [*self.hidden, self.n_sites * self.n_outcomes]
+        for layer, (width, mask) in enumerate(zip(widths, masks)):
+            kernel = self.param(f"masked_{layer}", nn.initializers.lecun_normal(), (u.shape[-1], width), self.dtype)
+            u = u @ (kernel * jnp.asarray(mask, self.dtype)) + nn.Dense(width, dtype=self.dtype, param_dtype=self.dtype,
+                                                                        name=f"context_{layer}")(ctx)
+            if layer < len(self.hidden):
+                u = nn.elu(u)
+        return jax.nn.log_softmax(u.reshape(-1, self.n_sites, self.n_outcomes), axis=-1)
+
+
+DECODERS = ("factorized", "autoregressive")
+
+
 class ConditionalVAE(nn.Module):
     """Encoder + decoder; ``__call__(onehot, h, eps)`` returns
-    ``(log_probs, mean, logvar)`` with :math:`z = \\mu + e^{\\ell/2}\\varepsilon`."""
+    ``(log_probs, mean, logvar)`` with :math:`z = \\mu + e^{\\ell/2}\\varepsilon`
+    and ``log_probs`` the decoder's :math:`\\ln\\pi_i` at the data ``onehot``
+    (for the autoregressive decoder the conditionals given the data's sites :math:`< i`).
+    ``decoder`` is ``"factorized"`` or ``"autoregressive"``."""
 
     n_sites: int
     latent_dim: int
     hidden: Sequence[int] = (128, 128)
     n_outcomes: int = 4
     dtype: jnp.dtype = jnp.float32
+    decoder_kind: str = "factorized"
 
     def setup(self):
         self.encoder = Encoder(self.latent_dim, self.hidden, self.dtype)
-        self.decoder = Decoder(self.n_sites, self.hidden, self.n_outcomes, self.dtype)
+        if self.decoder_kind == "factorized":
+            self.decoder = Decoder(self.n_sites, self.hidden, self.n_outcomes, self.dtype)
+        elif self.decoder_kind == "autoregressive":
+            self.decoder = AutoregressiveDecoder(self.n_sites, self.hidden, self.n_outcomes, self.dtype)
+        else:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder_kind!r}")
+
+    @property
+    def autoregressive(self) -> bool:
+        return self.decoder_kind == "autoregressive"
 
     def encode(self, onehot, h):
         return self.encoder(onehot, h)
 
-    def decode(self, z, h):
+    def decode(self, z, h, x=None):
+        if self.decoder_kind == "autoregressive":
+            return self.decoder(z, h, x)
         return self.decoder(z, h)
 
     def __call__(self, onehot, h, eps):
         mean, logvar = self.encoder(onehot, h)
         z = mean + jnp.exp(0.5 * logvar) * eps
-        return self.decoder(z, h), mean, logvar
+        return self.decode(z, h, onehot), mean, logvar
 
 
-def make_model(n_sites: int, latent_dim: int | None = None, hidden: Sequence[int] = (128, 128), dtype: str = "float32") -> ConditionalVAE:
-    """A :class:`ConditionalVAE` with ``latent_dim = N`` unless given."""
-    return ConditionalVAE(n_sites=n_sites, latent_dim=latent_dim or n_sites, hidden=tuple(hidden), dtype=_DTYPES[dtype])
+def make_model(n_sites: int, latent_dim: int | None = None, hidden: Sequence[int] = (128, 128), dtype: str = "float32",
+               decoder: str = "factorized") -> ConditionalVAE:
+    """A :class:`ConditionalVAE` with ``latent_dim = N`` unless given and the
+    ``decoder`` ``"factorized"`` (default, the paper's) or ``"autoregressive"``."""
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+    return ConditionalVAE(n_sites=n_sites, latent_dim=latent_dim or n_sites, hidden=tuple(hidden), dtype=_DTYPES[dtype],
+                          decoder_kind=decoder)
 
 
 def init_params(model: ConditionalVAE, key: jax.Array):
@@ -150,7 +245,8 @@ def importance_weighted_bound(params, model: ConditionalVAE, outcomes: jax.Array
     batch = outcomes.shape[0]
     eps = jax.random.normal(key, (n_importance, batch, model.latent_dim), model.dtype)
     z = mean + jnp.exp(0.5 * logvar) * eps
-    log_probs = decode(model, params, z.reshape(-1, model.latent_dim), jnp.tile(h, n_importance))
+    log_probs = decode(model, params, z.reshape(-1, model.latent_dim), jnp.tile(h, n_importance),
+                       jnp.tile(onehot, (n_importance, 1, 1)) if model.autoregressive else None)
     rec = jnp.sum(onehot[None] * log_probs.reshape(n_importance, batch, model.n_sites, -1), axis=(2, 3))
     log_ratio = jnp.sum(-0.5 * z**2 + 0.5 * eps**2 + 0.5 * logvar, axis=2)  # ln p(z) - ln q(z|x)
     bound = jax.nn.logsumexp(rec + log_ratio, axis=0) - jnp.log(n_importance)
@@ -158,9 +254,50 @@ def importance_weighted_bound(params, model: ConditionalVAE, outcomes: jax.Array
     return bound, rec[0], kl
 
 
-def decode(model: ConditionalVAE, params, z: jax.Array, h: jax.Array) -> jax.Array:
-    """Decoder log-probabilities :math:`\\ln\\pi_i(a|z,h)`, shape ``(B, N, K)``."""
+def decode(model: ConditionalVAE, params, z: jax.Array, h: jax.Array, x: jax.Array | None = None) -> jax.Array:
+    """Decoder log-probabilities, shape ``(B, N, K)``: :math:`\\ln\\pi_i(a|z,h)` (factorized; ``x``
+    ignored) or :math:`\\ln\\pi_i(a|x_{<i},z,h)` (autoregressive; ``x`` = one-hot or relaxed
+    outcomes ``(B, N, K)``, required)."""
+    if model.autoregressive:
+        if x is None:
+            raise ValueError("the autoregressive decoder's conditionals need the outcomes x of the preceding sites "
+                             "(use draw_onehot / sample / outcome_distribution for generation)")
+        return model.apply(params, z.astype(model.dtype), h.astype(model.dtype), x.astype(model.dtype), method=ConditionalVAE.decode)
     return model.apply(params, z.astype(model.dtype), h.astype(model.dtype), method=ConditionalVAE.decode)
+
+
+def draw_onehot(model: ConditionalVAE, params, z: jax.Array, h: jax.Array, gumbel: jax.Array,
+                temperature: float | None = None) -> jax.Array:
+    r"""Outcomes ``(B, N, K)`` for latents ``z`` ``(B, d)``, fields ``h`` ``(B,)`` and fixed Gumbel
+    noise :math:`g` ``(B, N, K)``.
+
+    ``temperature=None``: hard one-hot samples by the Gumbel-max trick,
+    :math:`a_i = \arg\max_a(\ln\pi_i(a|\cdot) + g_{i,a})`, which are exact samples of
+    :math:`p_\theta(\cdot|z,h)`. ``temperature = \tau > 0``: Gumbel-softmax relaxed
+    samples :math:`y_i = \mathrm{softmax}((\ln\pi_i(\cdot|\cdot) + g_i)/\tau)`.
+    Factorized decoder: all sites at once from :math:`\pi_i(\cdot|z,h)`. Autoregressive
+    decoder: sites in the order :math:`i = 0..N-1`, each conditional evaluated at the
+    already drawn (hard or relaxed) :math:`y_{<i}`, i.e.
+    :math:`y_i = \mathrm{softmax}((\ln\pi_i(\cdot|y_{<i},z,h) + g_i)/\tau)` (:math:`N` decoder passes);
+    the relaxed sample is a smooth function of :math:`h` and tends to the hard one as :math:`\tau\to0`.
+    """
+    h = h.astype(model.dtype)
+
+    def select(log_probs):
+        if temperature is None:
+            return jax.nn.one_hot(jnp.argmax(log_probs, axis=-1), model.n_outcomes, dtype=model.dtype)
+        return jax.nn.softmax(log_probs / temperature, axis=-1)
+
+    if not model.autoregressive:
+        return select(decode(model, params, z, h) + gumbel)
+
+    def body(i, y):
+        log_probs = jax.lax.dynamic_index_in_dim(decode(model, params, z, h, y), i, axis=1, keepdims=False)
+        g_i = jax.lax.dynamic_index_in_dim(gumbel, i, axis=1, keepdims=False)
+        return jax.lax.dynamic_update_index_in_dim(y, select(log_probs + g_i), i, axis=1)
+
+    y0 = jnp.zeros((z.shape[0], model.n_sites, model.n_outcomes), model.dtype)
+    return jax.lax.fori_loop(0, model.n_sites, body, y0)
 
 
 @dataclass(frozen=True)
@@ -248,40 +385,118 @@ def train(
 def _sample_chunk(model: ConditionalVAE, params, h, key, n: int) -> jax.Array:
     kz, ka = jax.random.split(key)
     z = jax.random.normal(kz, (n, model.latent_dim), model.dtype)
-    log_probs = decode(model, params, z, jnp.full((n,), h, dtype=model.dtype))
+    hs = jnp.full((n,), h, dtype=model.dtype)
+    if model.autoregressive:  # sites in order, Gumbel-max = exact categorical draws
+        g = jax.random.gumbel(ka, (n, model.n_sites, model.n_outcomes), model.dtype)
+        return jnp.argmax(draw_onehot(model, params, z, hs, g), axis=-1).astype(jnp.uint8)
+    log_probs = decode(model, params, z, hs)
     return jax.random.categorical(ka, log_probs, axis=-1).astype(jnp.uint8)
 
 
 def sample(model: ConditionalVAE, params, h: float, n_samples: int, key: jax.Array, chunk: int = 32768) -> np.ndarray:
     """Outcomes ``(n_samples, N)`` (uint8) from :math:`p_\\theta(a|h)`: :math:`z\\sim\\mathcal N(0,1)`,
-    decode, draw each site's outcome from its softmax (chunk ``c`` uses ``split(key)[c]``)."""
+    then each site's outcome from its softmax: all sites at once (factorized decoder) or
+    site by site in the order :math:`0..N-1`, each from :math:`\\pi_i(\\cdot|a_{<i},z,h)`
+    (autoregressive decoder, :math:`N` decoder passes). Chunk ``c`` uses ``split(key)[c]``."""
     n_chunks = -(-n_samples // chunk)
     parts = [np.asarray(_sample_chunk(model, params, h, k, chunk)) for k in jax.random.split(key, n_chunks)]
     return np.concatenate(parts)[:n_samples]
 
 
+def all_outcomes(n_sites: int, n_outcomes: int = 4) -> np.ndarray:
+    """All :math:`K^N` outcome strings ``(K^N, N)`` in flat-index order (site 0 most significant)."""
+    return np.stack(np.unravel_index(np.arange(n_outcomes**n_sites), (n_outcomes,) * n_sites), axis=1)
+
+
 @partial(jax.jit, static_argnames=("model", "n"))
 def _distribution_chunk(model: ConditionalVAE, params, h, key, n: int) -> jax.Array:
     z = jax.random.normal(key, (n, model.latent_dim), model.dtype)
-    probs = jnp.exp(decode(model, params, z, jnp.full((n,), h, dtype=model.dtype)).astype(jnp.float64))
-    table = probs[:, 0, :]
-    for i in range(1, model.n_sites):
-        table = (table[:, :, None] * probs[:, i, None, :]).reshape(n, -1)
-    return table.sum(axis=0)
+    hs = jnp.full((n,), h, dtype=model.dtype)
+    n_sites, k = model.n_sites, model.n_outcomes
+    if not model.autoregressive:
+        probs = jnp.exp(decode(model, params, z, hs).astype(jnp.float64))
+        table = probs[:, 0, :]
+        for i in range(1, n_sites):
+            table = (table[:, :, None] * probs[:, i, None, :]).reshape(n, -1)
+        return table.sum(axis=0)
+    # autoregressive: one teacher-forced pass per prefix a_{<N-1} (last site's input is never used)
+    # gives ln pi_i(a_i|a_{<i}) for every i; outcome a uses prefix row a // K.
+    outcomes = all_outcomes(n_sites, k)
+    prefixes = jax.nn.one_hot(outcomes[::k], k, dtype=model.dtype)  # (K^(N-1), N, K), last site = 0
+    n_pre = prefixes.shape[0]
+    log_cond = decode(model, params, jnp.repeat(z, n_pre, axis=0), jnp.repeat(hs, n_pre),
+                      jnp.tile(prefixes, (n, 1, 1))).astype(jnp.float64).reshape(n, n_pre, n_sites, k)
+    rows = np.arange(outcomes.shape[0]) // k
+    log_table = log_cond[:, rows[:, None], np.arange(n_sites)[None, :], outcomes].sum(axis=-1)  # (n, K^N)
+    return jnp.exp(log_table).sum(axis=0)
 
 
-def outcome_distribution(model: ConditionalVAE, params, h: float, key: jax.Array, n_latent: int = 1 << 16, chunk: int = 4096) -> np.ndarray:
-    """Monte Carlo estimate of the model distribution over all :math:`K^N` outcomes,
+@partial(jax.jit, static_argnames=("model", "n_latent"))
+def _importance_chunk(model: ConditionalVAE, params, h, outcomes, key, n_latent: int) -> jax.Array:
+    m = outcomes.shape[0]
+    onehot = jax.nn.one_hot(outcomes, model.n_outcomes, dtype=model.dtype)
+    hs = jnp.full((m,), h, dtype=model.dtype)
+    mean, logvar = model.apply(params, onehot, hs, method=ConditionalVAE.encode)
+    eps = jax.random.normal(key, (n_latent, m, model.latent_dim), model.dtype)
+    z = mean + jnp.exp(0.5 * logvar) * eps
+    log_probs = decode(model, params, z.reshape(-1, model.latent_dim), jnp.tile(hs, n_latent),
+                       jnp.tile(onehot, (n_latent, 1, 1)) if model.autoregressive else None)
+    rec = jnp.sum(onehot[None] * log_probs.reshape(n_latent, m, model.n_sites, -1), axis=(2, 3)).astype(jnp.float64)
+    log_ratio = jnp.sum(-0.5 * z**2 + 0.5 * eps**2 + 0.5 * logvar, axis=2).astype(jnp.float64)  # ln p(z) - ln q(z|a,h)
+    return jnp.exp(jax.nn.logsumexp(rec + log_ratio, axis=0) - jnp.log(n_latent))
 
-    .. math:: p_\\theta(a|h) \\approx \\frac1{S}\\sum_{s=1}^{S} \\prod_i \\pi_i(a_i|z_s, h),
-              \\quad z_s \\sim \\mathcal N(0,1),
 
-    with :math:`S` = ``n_latent`` (rounded up to whole chunks): an unbiased
-    estimate of every :math:`p_\\theta(a|h)` (flat array, site 0 most
-    significant, accumulated in float64). Small N only (:math:`K^N` table)."""
-    keys = jax.random.split(key, -(-n_latent // chunk))
-    total = sum(_distribution_chunk(model, params, h, k, chunk) for k in keys)
-    return np.asarray(total) / (len(keys) * chunk)
+FIDELITY_ESTIMATORS = ("prior", "importance")
+
+
+def outcome_distribution(model: ConditionalVAE, params, h: float, key: jax.Array, n_latent: int = 1 << 16, chunk: int | None = None,
+                         method: str = "prior") -> np.ndarray:
+    r"""Monte Carlo estimate of the model distribution :math:`p_\theta(a|h) = \mathbb E_{z\sim\mathcal N(0,1)}\,
+    p_\theta(a|z,h)` over all :math:`K^N` outcomes (flat array, site 0 most significant, float64).
+    Small N only (:math:`K^N` table).
+
+    ``method="prior"``: :math:`S` = ``n_latent`` (rounded up to whole chunks) draws from the prior,
+
+    .. math:: \hat p(a|h) = \frac1{S}\sum_{s=1}^{S} p_\theta(a|z_s, h),
+              \quad z_s \sim \mathcal N(0,1),
+
+    where :math:`p_\theta(a|z,h)` is computed exactly for all :math:`a` at each
+    :math:`z_s` (factorized: outer product of the site softmaxes; autoregressive:
+    one teacher-forced decoder pass per prefix :math:`a_{<N-1}`, :math:`K^{N-1}` passes
+    per :math:`z_s`). Each term is a normalized distribution, so :math:`\sum_a\hat p = 1` exactly,
+    and :math:`\hat p(a)` is unbiased for every :math:`a`.
+
+    ``method="importance"``: for every outcome :math:`a`, :math:`L` = ``n_latent`` draws
+    from the encoder :math:`z_k \sim q_\phi(z|a,h)`,
+
+    .. math:: \hat p(a|h) = \frac1L\sum_{k=1}^L \frac{p_\theta(a|z_k,h)\, \mathcal N(z_k;0,1)}{q_\phi(z_k|a,h)},
+
+    unbiased for every :math:`a` (the exponential of the IWAE bound's argument), but
+    :math:`\sum_a\hat p(a)` is only :math:`1` in expectation. Cost :math:`K^N L` decoder passes.
+
+    Noise in :math:`\hat p` can only lower :math:`\sum_a\sqrt{p\hat p}` on average (:math:`\sqrt{\cdot}` is
+    concave); the bias falls like :math:`1/S` and is measured in :mod:`.cli` from two
+    independent half-size estimates.
+    """
+    if method == "prior":
+        if chunk is None:  # about 2^18 decoder rows per jitted chunk
+            chunk = 4096 if not model.autoregressive else max(1, (1 << 18) // model.n_outcomes ** (model.n_sites - 1))
+        keys = jax.random.split(key, -(-n_latent // chunk))
+        total = sum(_distribution_chunk(model, params, h, k, chunk) for k in keys)
+        return np.asarray(total) / (len(keys) * chunk)
+    if method == "importance":
+        outcomes = all_outcomes(model.n_sites, model.n_outcomes)
+        rows = chunk or max(1, (1 << 17) // n_latent)
+        starts = range(0, outcomes.shape[0], rows)
+        keys = jax.random.split(key, len(starts))
+        parts = []
+        for start, k in zip(starts, keys):
+            block = outcomes[start:start + rows]
+            pad = rows - block.shape[0]
+            block = np.concatenate([block, np.zeros((pad, model.n_sites), block.dtype)]) if pad else block
+            parts.append(np.asarray(_importance_chunk(model, params, h, jnp.asarray(block, jnp.int32), k, n_latent))[:rows - pad])
+        return np.concatenate(parts)
+    raise ValueError(f"method must be one of {FIDELITY_ESTIMATORS}, got {method!r}")
 
 
 # ----------------------------------------------------------------------------- susceptibility
@@ -310,16 +525,17 @@ def magnetizations_from_onehot(y: jax.Array, x_table: jax.Array, z_table: jax.Ar
 
 @partial(jax.jit, static_argnames=("model", "temperature"))
 def relaxed_magnetizations(model: ConditionalVAE, params, h, z, gumbel, tables, temperature: float) -> jax.Array:
-    """``[mu_x, mu_z]`` of Gumbel-softmax relaxed samples (fixed ``z``, ``gumbel``); smooth in ``h``."""
-    log_probs = decode(model, params, z, jnp.full((z.shape[0],), h, dtype=model.dtype))
-    return magnetizations_from_onehot(gumbel_softmax(log_probs, gumbel, temperature), tables[0], tables[1])
+    """``[mu_x, mu_z]`` of Gumbel-softmax relaxed samples (fixed ``z``, ``gumbel``; :func:`draw_onehot`
+    with ``temperature``); smooth in ``h``."""
+    y = draw_onehot(model, params, z, jnp.full((z.shape[0],), h, dtype=model.dtype), gumbel, temperature)
+    return magnetizations_from_onehot(y, tables[0], tables[1])
 
 
 @partial(jax.jit, static_argnames=("model",))
 def hard_magnetizations(model: ConditionalVAE, params, h, z, gumbel, tables) -> jax.Array:
-    """``[mu_x, mu_z]`` of exact samples :math:`a = \\arg\\max(\\ln\\pi + g)` (Gumbel-max) with the same noise."""
-    log_probs = decode(model, params, z, jnp.full((z.shape[0],), h, dtype=model.dtype))
-    y = jax.nn.one_hot(jnp.argmax(log_probs + gumbel, axis=-1), model.n_outcomes, dtype=model.dtype)
+    """``[mu_x, mu_z]`` of exact samples :math:`a_i = \\arg\\max(\\ln\\pi_i + g_i)` (Gumbel-max, site by
+    site for the autoregressive decoder; :func:`draw_onehot`) with the same noise."""
+    y = draw_onehot(model, params, z, jnp.full((z.shape[0],), h, dtype=model.dtype), gumbel)
     return magnetizations_from_onehot(y, tables[0], tables[1])
 
 
@@ -343,11 +559,14 @@ def susceptibility(
     r""":math:`\chi = d\mu/dh` (for :math:`\mu = (\mu_x, \mu_z)`) of the generative model at field ``h``.
 
     Common random numbers from ``key``: latent draws :math:`z_s` and Gumbel
-    noise :math:`g_{s,i,a}`, :math:`s = 1..S`. With :math:`\ln\pi = ` decoder(:math:`z_s, h`):
+    noise :math:`g_{s,i,a}`, :math:`s = 1..S`. With :math:`\ln\pi = ` decoder(:math:`z_s, h`)
+    (for the autoregressive decoder :math:`\ln\pi_i` is evaluated at the already drawn
+    relaxed or hard outcomes of sites :math:`< i`, see :func:`draw_onehot`):
 
     - ``gumbel``: :math:`\partial_h` of the relaxed estimator
       :math:`\mu(\mathrm{softmax}((\ln\pi + g)/\tau))` by automatic
-      differentiation through the decoder;
+      differentiation through the decoder (through all :math:`N` sequential passes
+      for the autoregressive decoder);
     - ``fd_relaxed``: central difference of the same relaxed estimator,
       :math:`[\mu(h+\delta) - \mu(h-\delta)]/(2\delta)` (checks the derivative);
     - ``fd_hard``: central difference of the hard-sample (Gumbel-max, i.e.
