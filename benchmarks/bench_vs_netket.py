@@ -2,7 +2,9 @@
 
 For each case both codes get the same lattice, Hamiltonian, architecture and
 parameter count, sampler settings (chains, sweep length, discarded sweeps,
-samples per step) and optimizer / SR settings. The two are run alternately in
+samples per step) and optimizer / SR settings. distnqs runs with its defaults,
+which for an RBM include the look-up-table Metropolis moves and local energies
+(``[run] fast_update``). The two are run alternately in
 one process, ``--repeats`` times each; each run compiles, then times
 ``--steps`` optimization steps. Reported: median seconds per step after
 compilation, samples per second, compile time (first step), peak RSS of the
@@ -97,9 +99,11 @@ def run_netket(case, steps, n_samples, n_chains, n_discard, seed):
     # (no logger, no progress bar) after a 1-step run that compiles everything.
     t0 = time.perf_counter()
     driver.run(n_iter=1, out=None, show_progress=False)
+    jax.block_until_ready(vs.parameters)  # run() can return before the device work is done
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     driver.run(n_iter=steps, out=None, show_progress=False)
+    jax.block_until_ready(vs.parameters)
     per_step = (time.perf_counter() - t0) / steps
     times = [compile_s] + [per_step] * steps
     e = driver.energy
@@ -139,6 +143,8 @@ def main(argv=None):
                 runs[code].append(summarize(t, e, args.n_samples, n_par))
                 print(f"{name} {code} repeat {r}: {runs[code][-1]['median_s_per_step']:.4f} s/step, E = {runs[code][-1]['energy_after_steps']:.4f}", flush=True)
         med = {code: float(np.median([x["median_s_per_step"] for x in v])) for code, v in runs.items()}
+        # energy after the steps, NetKet against distnqs repeat by repeat: |difference| / combined error bar
+        z = [abs(a["energy_after_steps"] - b["energy_after_steps"]) / float(np.hypot(a["energy_error"], b["energy_error"])) for a, b in zip(runs["netket"], runs["distnqs"])]
         out = {
             "case": name,
             "problem": case,
@@ -146,13 +152,16 @@ def main(argv=None):
             "netket": runs["netket"],
             "distnqs": runs["distnqs"],
             "ratio_netket_over_distnqs": med["netket"] / med["distnqs"],
+            "ratio_per_repeat": [a["median_s_per_step"] / b["median_s_per_step"] for a, b in zip(runs["netket"], runs["distnqs"])],
+            "energy_difference_in_error_bars": z,
             "peak_rss_mb_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "machine": f"{platform.machine()}, {jax.device_count()} x {jax.devices()[0].device_kind}, {len(__import__('os').sched_getaffinity(0))} cores",
             "versions": {"jax": jax.__version__, "netket": nk.__version__, "distnqs": distnqs.__version__},
             "command": f"python benchmarks/bench_vs_netket.py --case {name} --steps {args.steps} --repeats {args.repeats}",
         }
         (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
-        print(f"{name}: NetKet {med['netket']:.4f} s/step, distnqs {med['distnqs']:.4f} s/step, ratio {out['ratio_netket_over_distnqs']:.2f}")
+        print(f"{name}: NetKet {med['netket']:.4f} s/step, distnqs {med['distnqs']:.4f} s/step, ratio {out['ratio_netket_over_distnqs']:.2f}; "
+              f"energy differences {', '.join(f'{x:.1f}' for x in z)} error bars")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ DEFAULTS = {
         "print_every": 10,
         "reference": True,  # exact diagonalization when N <= 20
         "eval_steps": 0,  # extra sampling-only steps with the final parameters for summary.json
+        "fast_update": True,  # use the ansatz's look-up tables (RBM) in Metropolis moves and local energies
     },
 }
 RUN_OPTIONS = set(DEFAULTS["run"])
@@ -87,6 +88,8 @@ def resolve(raw: dict) -> dict:
         value = cfg["run"][key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError(f"[run] {key} must be a non-negative integer, got {value!r}")
+    if not isinstance(cfg["run"]["fast_update"], bool):
+        raise ConfigError(f"[run] fast_update must be true or false, got {cfg['run']['fast_update']!r}")
     if cfg["run"]["keep_checkpoints"] < 1:
         raise ConfigError("[run] keep_checkpoints must be >= 1")
     return cfg

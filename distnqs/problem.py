@@ -56,6 +56,7 @@ class Problem:
             f"ansatz {self.cfg['ansatz'].get('model', type(self.ansatz.module).__name__)} "
             f"({n_parameters(self.init_params())} real parameters); "
             f"sampler {self.cfg['sampler'].get('kind')} with {self.step.n_samples_total} samples/step on {comm.size()} rank(s)"
+            + (" (look-up-table moves)" if getattr(self.sampler, "uses_fast_update", False) else "")
         )
 
 
@@ -70,7 +71,8 @@ def build_problem(cfg: dict, hamiltonian=None, model=None) -> Problem:
         )
     ansatz = Ansatz(model, lattice.n_sites) if model is not None else build_model(cfg["ansatz"], lattice)
     ansatz.init(__import__("jax").random.PRNGKey(0))  # fails early on a size mismatch
-    sampler = build_sampler(cfg["sampler"], lattice, hamiltonian.hilbert, ansatz, comm.size())
+    fast = bool(cfg["run"].get("fast_update", True))
+    sampler = build_sampler(cfg["sampler"], lattice, hamiltonian.hilbert, ansatz, comm.size(), fast_update=fast)
     chunk = cfg["run"].get("chunk_size") or None
     optimizer = build_optimizer(cfg["optimizer"], cfg["n_steps"], chunk_size=chunk)
     step = VMCStep(
@@ -81,5 +83,6 @@ def build_problem(cfg: dict, hamiltonian=None, model=None) -> Problem:
         seed=cfg["seed"],
         chunk_size=chunk,
         magnetization=bool(cfg["observables"].get("magnetization", True)),
+        fast_update=ansatz.fast_update if fast else None,
     )
     return Problem(cfg, lattice, hamiltonian, ansatz, sampler, optimizer, step)

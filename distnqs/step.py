@@ -4,7 +4,7 @@ r"""One VMC optimization step as a single jitted function.
 
     key_t  = fold_in(fold_in(PRNGKey(seed), rank), t)
     s      ~ |psi_theta|^2                      (this rank's chains / batch)
-    E_loc  = sum_s' H_ss' psi(s')/psi(s)        (chunked)
+    E_loc  = sum_s' H_ss' psi(s')/psi(s)        (chunked; from look-up tables when available)
     stats  = mean, error, variance, tau, R_hat  (allreduce)
     g      = 2 Re <(E_loc - E)^* O>             (allreduce)
     x      = (S + eps)^{-1} g                   (SR, optional; allreduce per S.v)
@@ -37,6 +37,7 @@ class VMCStep:
     seed: int
     chunk_size: int | None = None
     magnetization: bool = True
+    fast_update: Any = None  # the ansatz's look-up tables for local energies (None: forward passes)
 
     @property
     def n_samples_local(self) -> int:
@@ -52,7 +53,7 @@ class VMCStep:
         nc, ns, n = samples.shape
         flat = samples.reshape(nc * ns, n)
         lp = log_psi(params, flat)
-        e_loc = local_energy(log_psi, params, self.hamiltonian, flat, lp, self.chunk_size)
+        e_loc = local_energy(log_psi, params, self.hamiltonian, flat, lp, self.chunk_size, self.fast_update)
         metrics = {"energy": statistics(e_loc.reshape(nc, ns))}
         if self.magnetization:
             m = jnp.sum(flat, axis=-1) / n  # m = sum_i s_i / N  (s = +-1, i.e. sigma^z eigenvalues)

@@ -51,24 +51,28 @@ def peaked_rbm():
     return ansatz, ansatz.init(jax.random.PRNGKey(11))
 
 
-def test_metropolis_local_samples_psi_squared(peaked_rbm):
+@pytest.mark.parametrize("fast", [False, True], ids=["forward", "lookup"])
+def test_metropolis_local_samples_psi_squared(peaked_rbm, fast):
     ansatz, params = peaked_rbm
-    sampler = MetropolisSampler(LocalRule(), n_sites=N, n_chains=32, n_samples_per_chain=64, n_discard=10)
+    sampler = MetropolisSampler(LocalRule(), n_sites=N, n_chains=32, n_samples_per_chain=64, n_discard=10, fast_update=ansatz.fast_update if fast else None)
+    assert sampler.uses_fast_update == fast
     x, state = _draw(sampler, ansatz, params)
     p_value, _ = _chi2_pvalue(x, _exact_probs(ansatz, params, N))
     assert p_value > 1e-3
     assert 0 < int(state.n_accepted) <= int(state.n_proposed)
 
 
-def test_metropolis_exchange_conserves_magnetization_and_samples_the_sector():
-    # a smoother state than peaked_rbm, and 5 N swaps between recorded samples: swaps of
+@pytest.mark.parametrize("fast", [False, True], ids=["forward", "lookup"])
+def test_metropolis_exchange_conserves_magnetization_and_samples_the_sector(fast):
+    # a smoother state than peaked_rbm, and 10 N swaps between recorded samples: swaps of
     # neighbours mix slowly on a peaked state, and the chi-square test assumes nearly
     # independent samples (it would test mixing, not correctness)
     ansatz = Ansatz(RBM(alpha=1, init_std=0.3), N)
     params = ansatz.init(jax.random.PRNGKey(11))
     lattice = build_lattice({"kind": "chain", "Lx": N, "pbc": True})
     sampler = MetropolisSampler(
-        ExchangeRule(tuple(lattice.nearest_neighbour_pairs())), n_sites=N, n_chains=32, n_samples_per_chain=64, n_discard=20, sweep_size=5 * N, magnetization=0
+        ExchangeRule(tuple(lattice.nearest_neighbour_pairs())), n_sites=N, n_chains=32, n_samples_per_chain=64, n_discard=20, sweep_size=10 * N, magnetization=0,
+        fast_update=ansatz.fast_update if fast else None,
     )
     x, _ = _draw(sampler, ansatz, params)
     assert np.all(x.sum(-1) == 0)
@@ -91,6 +95,17 @@ def test_a_wrong_distribution_is_rejected_by_the_same_check(peaked_rbm):
     x = np.where(np.asarray(jax.random.bernoulli(jax.random.PRNGKey(0), 0.5, (32, 512, N))), 1.0, -1.0)
     p_value, _ = _chi2_pvalue(x, _exact_probs(ansatz, params, N))
     assert p_value < 1e-6
+
+
+def test_metropolis_with_look_up_tables_samples_a_complex_rbm():
+    """Complex RBM through the look-up tables (sweeps that fall back to forward passes:
+    tests/test_fast_update.py checks they give the same chain as the generic sampler)."""
+    ansatz = Ansatz(RBM(alpha=2, param_dtype=jnp.complex128, init_std=0.3), N)
+    params = ansatz.init(jax.random.PRNGKey(4))
+    sampler = MetropolisSampler(LocalRule(), n_sites=N, n_chains=32, n_samples_per_chain=64, n_discard=10, sweep_size=2 * N, fast_update=ansatz.fast_update)
+    x, _ = _draw(sampler, ansatz, params)
+    p_value, _ = _chi2_pvalue(x, _exact_probs(ansatz, params, N))
+    assert p_value > 1e-3
 
 
 def test_chains_of_different_ranks_are_independent():

@@ -7,6 +7,22 @@ for real parameters :math:`\theta` the energy gradient is
 :math:`\partial_\theta E = 2\,\mathrm{Re}\langle (E_\mathrm{loc}-\langle E\rangle)^* O_\theta\rangle`
 with :math:`O_\theta = \partial_\theta \log\psi` whether or not the network
 is holomorphic.
+
+Fast updates (optional). A module may define ``fast_update()`` returning an
+object with look-up tables for spin flips, as NetKet's C++ machines did
+(``InitLookup`` / ``LogValDiff``):
+
+- ``tables(rparams)``: whatever depends on the parameters only;
+- ``init_lookup(tables, s)``: per-configuration table, ``(batch, ...)``;
+- ``flip(tables, s, lookup, sites, mask) -> (dlog, lookup', reliable)``:
+  :math:`\log\psi(s') - \log\psi(s)` for the move flipping ``sites[c, q]``
+  where ``mask[c, q]``, the table of :math:`s'`, and a flag that is False
+  when the result may have lost precision (the caller then uses forward passes);
+- ``flip_log_ratios(tables, s, lookup, flips)``: the same for a fixed list of
+  flip sets, ``(batch, K)`` (local energies of spin-flip Hamiltonians).
+
+Metropolis samplers and local energies use it when present
+(:class:`distnqs.models.rbm.RBMFastUpdate`) and a forward pass otherwise.
 """
 
 from __future__ import annotations
@@ -74,6 +90,12 @@ class Ansatz:
     def log_psi(self, rparams, s):
         r""":math:`\log\psi_\theta(s)` for spins ``s`` of shape ``(batch, N)``."""
         return self.module.apply({"params": from_real(rparams)}, s)
+
+    @property
+    def fast_update(self):
+        """The module's look-up-table protocol (see the module docstring), or ``None``."""
+        make = getattr(self.module, "fast_update", None)
+        return make() if callable(make) else None
 
     @property
     def is_autoregressive(self) -> bool:

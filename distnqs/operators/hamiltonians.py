@@ -9,6 +9,10 @@ All are NetKet jax operators. ``sign_rule=True`` applies the Marshall sign
 rotation (flips the sign of the xx + yy terms on a bipartite lattice), which
 maps the Heisenberg ground state to a positive wave function without changing
 the spectrum.
+
+Each builder records the operator's structure (:mod:`distnqs.operators.spin_flip`:
+diagonal bonds and spin-flip terms) on the operator it returns, so that local
+energies of ansätze with look-up tables skip the forward passes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 
 from distnqs.errors import ConfigError
 from distnqs.operators.lattice import Lattice
+from distnqs.operators.spin_flip import SpinFlipTerms, attach
 
 
 def as_jax_operator(op):
@@ -46,13 +51,32 @@ def tfim(lattice: Lattice, G: float, J: float = 1.0, hilbert=None):
     r""":math:`H = -J\sum_{\langle ij\rangle}\sigma^z_i\sigma^z_j - G\sum_i\sigma^x_i` (NetKet ``IsingJax``)."""
     hilbert = hilbert or spin_hilbert(lattice.n_sites)
     # NetKet's Ising is  H = -h sum sx + J_nk sum sz sz,  so J_nk = -J.
-    return as_jax_operator(nk.operator.IsingJax(hilbert, lattice.graph(), h=float(G), J=-float(J)))
+    graph = lattice.graph()
+    op = as_jax_operator(nk.operator.IsingJax(hilbert, graph, h=float(G), J=-float(J)))
+    n = lattice.n_sites
+    pairs = np.asarray(graph.edges(), dtype=np.int64).reshape(-1, 2)
+    terms = SpinFlipTerms(pairs, np.full(len(pairs), -float(J)), np.arange(n).reshape(n, 1), np.full(n, -float(G)), False)
+    return attach(op, terms)
+
+
+def _exchange_terms(graph, couplings, sign_rules) -> SpinFlipTerms:
+    r""":math:`\sum_c J_c\sum_{\langle ij\rangle_c}[\sigma^z_i\sigma^z_j \pm 2\,(\text{swap of } s_i \ne s_j)]` per edge colour c."""
+    pairs, zz, weights = [], [], []
+    for color, (J, sign_rule) in enumerate(zip(couplings, sign_rules)):
+        edges = np.asarray(graph.edges(filter_color=color), dtype=np.int64).reshape(-1, 2)
+        pairs.append(edges)
+        zz.append(np.full(len(edges), J))
+        weights.append(np.full(len(edges), (-2.0 if sign_rule else 2.0) * J))
+    pairs = np.concatenate(pairs)
+    return SpinFlipTerms(pairs, np.concatenate(zz), pairs, np.concatenate(weights), True)
 
 
 def heisenberg(lattice: Lattice, J: float = 1.0, sign_rule: bool = False, total_sz=None, hilbert=None):
     r""":math:`H = J\sum_{\langle ij\rangle}\vec\sigma_i\cdot\vec\sigma_j` (Pauli matrices)."""
     hilbert = hilbert or spin_hilbert(lattice.n_sites, total_sz)
-    return as_jax_operator(nk.operator.Heisenberg(hilbert, lattice.graph(), J=float(J), sign_rule=bool(sign_rule)))
+    graph = lattice.graph()
+    op = as_jax_operator(nk.operator.Heisenberg(hilbert, graph, J=float(J), sign_rule=bool(sign_rule)))
+    return attach(op, _exchange_terms(graph, [float(J)], [bool(sign_rule)]))
 
 
 def j1j2(lattice: Lattice, J2: float, J1: float = 1.0, sign_rule: bool = False, total_sz=None, hilbert=None):
@@ -62,9 +86,8 @@ def j1j2(lattice: Lattice, J2: float, J1: float = 1.0, sign_rule: bool = False, 
     """
     hilbert = hilbert or spin_hilbert(lattice.n_sites, total_sz)
     graph = lattice.graph(max_neighbor_order=2)
-    return as_jax_operator(
-        nk.operator.Heisenberg(hilbert, graph, J=[float(J1), float(J2)], sign_rule=[bool(sign_rule), False])
-    )
+    op = as_jax_operator(nk.operator.Heisenberg(hilbert, graph, J=[float(J1), float(J2)], sign_rule=[bool(sign_rule), False]))
+    return attach(op, _exchange_terms(graph, [float(J1), float(J2)], [bool(sign_rule), False]))
 
 
 _MODELS = {

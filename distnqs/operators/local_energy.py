@@ -9,6 +9,11 @@ works. Samples are processed in chunks of ``chunk_size`` with ``lax.map`` so
 that the ``(chunk, n_conn, N)`` buffer of connected configurations, not
 ``(batch, n_conn, N)``, bounds the memory (a 21x21 TFIM has 442 connected
 elements per sample).
+
+With ``fast_update`` (an ansatz's look-up tables, :mod:`distnqs.models.base`)
+and a built-in Hamiltonian (its structure recorded by the builder,
+:mod:`distnqs.operators.spin_flip`), the ratios :math:`\psi(s')/\psi(s)` come
+from the tables instead of forward passes of the connected configurations.
 """
 
 from __future__ import annotations
@@ -58,6 +63,15 @@ def local_values(log_psi, params, operator, samples, log_psi_samples=None, chunk
     return chunked_map(chunk, (samples, log_psi_samples), chunk_size)
 
 
-def local_energy(log_psi, params, hamiltonian, samples, log_psi_samples=None, chunk_size=None):
-    r"""Local energies :math:`E_\mathrm{loc}(s) = \sum_{s'} H_{ss'}\psi(s')/\psi(s)`."""
+def local_energy(log_psi, params, hamiltonian, samples, log_psi_samples=None, chunk_size=None, fast_update=None):
+    r"""Local energies :math:`E_\mathrm{loc}(s) = \sum_{s'} H_{ss'}\psi(s')/\psi(s)`.
+
+    ``fast_update``: the ansatz's look-up-table protocol (``Ansatz.fast_update``),
+    used when ``hamiltonian`` is a built-in one; otherwise the generic path.
+    """
+    from distnqs.operators.spin_flip import flip_terms, local_energy_from_flips
+
+    terms = flip_terms(hamiltonian)
+    if fast_update is not None and terms is not None:
+        return local_energy_from_flips(fast_update, params, terms, samples, chunk_size)
     return local_values(log_psi, params, hamiltonian, samples, log_psi_samples, chunk_size)

@@ -9,6 +9,10 @@ and exact autoregressive sampling (``direct``, for autoregressive ansätze).
   ``n_samples`` divisible by ``n_chains``)
 - ``n_discard``: burn-in sweeps per chain at the start of every step
 - ``sweep_size``: proposals per sweep (default N)
+
+Metropolis moves use the ansatz's look-up tables (RBM) when it has them and
+``[run] fast_update`` is true (the default): the same chains, without a
+forward pass per move.
 """
 
 from __future__ import annotations
@@ -29,8 +33,12 @@ def hilbert_magnetization(hilbert):
     return None if total_sz is None else int(round(2 * total_sz))
 
 
-def build_sampler(cfg: dict, lattice, hilbert, ansatz, n_ranks: int):
-    """Sampler of this rank from the ``[sampler]`` table (sizes checked against ``n_ranks``)."""
+def build_sampler(cfg: dict, lattice, hilbert, ansatz, n_ranks: int, fast_update: bool = True):
+    """Sampler of this rank from the ``[sampler]`` table (sizes checked against ``n_ranks``).
+
+    ``fast_update``: let Metropolis moves use the ansatz's look-up tables when it
+    has them (``[run] fast_update``; same chains, fewer operations).
+    """
     kind = cfg.get("kind", "metropolis_local")
     if kind not in KINDS:
         raise ConfigError(f"unknown sampler kind {kind!r}; choose one of: {', '.join(KINDS)}")
@@ -84,7 +92,8 @@ def build_sampler(cfg: dict, lattice, hilbert, ansatz, n_ranks: int):
         rule = LocalRule()
     else:
         rule = ExchangeRule(tuple(lattice.nearest_neighbour_pairs()))
-    return MetropolisSampler(rule=rule, sweep_size=sweep_size, magnetization=magnetization, **sizes)
+    fast = ansatz.fast_update if fast_update else None
+    return MetropolisSampler(rule=rule, sweep_size=sweep_size, magnetization=magnetization, fast_update=fast, **sizes)
 
 
 __all__ = [
