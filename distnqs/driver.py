@@ -419,15 +419,16 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
                     if log is not None:
                         log.append(row)
                     if not quiet and (done % print_every == 0 or done == n_steps or done == start + 1):
-                        rate = 1.0 / ema if ema else float("nan")
-                        eta = (n_steps - done) * (ema or float("nan"))
+                        speed = f"{1.0 / ema:.1f} steps/s  ETA {_fmt_seconds((n_steps - done) * ema)}" if ema else "first step"
+                        # R-hat compares Markov chains; i.i.d. direct samples have none (one sample per "chain")
+                        rhat = f"  R̂ {row['R_hat']:.3f}" if problem.sampler.n_samples_per_chain > 1 else ""
                         rel = ""
                         if reference is not None:
                             rel = f"  rel.err {abs((row['energy_mean'] - reference['energy']) / reference['energy']):.2e}"
                         print(
                             f"[{done:>{len(str(n_steps))}}/{n_steps}] E = {row['energy_mean']:.6f} ± {row['energy_error']:.6f}"
                             f"  σ² = {row['energy_variance']:.4f}  acc {row['acceptance']:.2f}"
-                            f"  R̂ {row['R_hat']:.3f}{rel}  {rate:.1f} steps/s  ETA {_fmt_seconds(eta)}",
+                            f"{rhat}{rel}  {speed}",
                             flush=True,
                         )
                 stop = comm.any_true(flag.signal is not None or (stop_after is not None and done - start >= stop_after))
