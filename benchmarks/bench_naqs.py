@@ -45,6 +45,7 @@ import numpy as np
 from distnqs import config
 from distnqs.models.naqs import NAQS
 from distnqs.problem import build_problem
+from timing import time_distnqs_steps, time_netket_driver
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -129,20 +130,7 @@ def run_distnqs_steps(args, seed):
         "observables": {"magnetization": False},
         "run": {"reference": False},
     })
-    problem = build_problem(cfg)
-    params, opt_state, sampler_state = problem.init_state()
-    step = problem.step.jit()
-    t0 = time.perf_counter()
-    params, opt_state, sampler_state, m = step(params, opt_state, sampler_state, jnp.asarray(0, jnp.int32))
-    jax.device_get(m)
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for t in range(1, args.steps + 1):  # metrics to the host every step, as the driver does
-        params, opt_state, sampler_state, m = step(params, opt_state, sampler_state, jnp.asarray(t, jnp.int32))
-        m = jax.device_get(m)
-    per_step = (time.perf_counter() - t0) / args.steps
-    return {"s_per_step": per_step, "compile_s": compile_s - per_step, "energy": float(np.real(m["energy"].mean)),
-            "energy_error": float(m["energy"].error_of_mean), "n_parameters": _n_params(params)}
+    return time_distnqs_steps(build_problem(cfg), args.steps)
 
 
 def run_netket_steps(args, seed):
@@ -151,17 +139,7 @@ def run_netket_steps(args, seed):
     model = nk.models.FastARNNConv2D(hilbert=hi, layers=args.depth, features=args.features, kernel_size=(args.kernel, args.kernel))
     vs = nk.vqs.MCState(nk.sampler.ARDirectSampler(hi), model, n_samples=args.n_samples, seed=seed, sampler_seed=seed + 1)
     driver = nk.driver.VMC(H, nk.optimizer.Adam(args.lr), variational_state=vs)
-    t0 = time.perf_counter()
-    driver.run(n_iter=1, out=None, show_progress=False)
-    jax.block_until_ready(vs.parameters)  # the driver returns before the device work is done
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    driver.run(n_iter=args.steps, out=None, show_progress=False)
-    jax.block_until_ready(vs.parameters)
-    per_step = (time.perf_counter() - t0) / args.steps
-    e = driver.energy
-    return {"s_per_step": per_step, "compile_s": compile_s - per_step, "energy": float(np.real(e.mean)),
-            "energy_error": float(e.error_of_mean), "n_parameters": int(vs.n_parameters)}
+    return time_netket_driver(driver, vs, args.steps)
 
 
 def bench_step(args):

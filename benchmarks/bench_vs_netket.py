@@ -22,17 +22,16 @@ import argparse
 import json
 import platform
 import resource
-import time
 from pathlib import Path
 
 import distnqs  # noqa: F401  (x64)
 import jax
-import jax.numpy as jnp
 import netket as nk
 import numpy as np
 
 from distnqs import config
 from distnqs.problem import build_problem
+from timing import time_distnqs_steps, time_netket_driver
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -59,22 +58,7 @@ def distnqs_config(case, n_samples, n_chains, n_discard, seed):
 
 
 def run_distnqs(case, steps, n_samples, n_chains, n_discard, seed):
-    problem = build_problem(distnqs_config(case, n_samples, n_chains, n_discard, seed))
-    params, opt_state, sampler_state = problem.init_state()
-    step = problem.step.jit()
-    t0 = time.perf_counter()
-    params, opt_state, sampler_state, m = step(params, opt_state, sampler_state, jnp.asarray(0, jnp.int32))
-    jax.device_get(m)
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for t in range(1, steps + 1):  # as the driver does: metrics to the host every step
-        params, opt_state, sampler_state, m = step(params, opt_state, sampler_state, jnp.asarray(t, jnp.int32))
-        m = jax.device_get(m)
-    per_step = (time.perf_counter() - t0) / steps
-    times = [compile_s] + [per_step] * steps
-    energies = [(float(np.real(m["energy"].mean)), float(m["energy"].error_of_mean))] * 5
-    n_params = sum(x.size for x in jax.tree_util.tree_leaves(params))
-    return times, energies, n_params
+    return time_distnqs_steps(build_problem(distnqs_config(case, n_samples, n_chains, n_discard, seed)), steps)
 
 
 def run_netket(case, steps, n_samples, n_chains, n_discard, seed):
@@ -95,31 +79,18 @@ def run_netket(case, steps, n_samples, n_chains, n_discard, seed):
         driver = nk.driver.VMC(H, opt, variational_state=vs, preconditioner=nk.optimizer.SR(diag_shift=0.01))
     else:
         driver = nk.driver.VMC(H, opt, variational_state=vs)
-    # NetKet's driver has no public single-step call: time run() as a whole
-    # (no logger, no progress bar) after a 1-step run that compiles everything.
-    t0 = time.perf_counter()
-    driver.run(n_iter=1, out=None, show_progress=False)
-    jax.block_until_ready(vs.parameters)  # run() can return before the device work is done
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    driver.run(n_iter=steps, out=None, show_progress=False)
-    jax.block_until_ready(vs.parameters)
-    per_step = (time.perf_counter() - t0) / steps
-    times = [compile_s] + [per_step] * steps
-    e = driver.energy
-    energies = [(float(np.real(e.mean)), float(e.error_of_mean))] * 5
-    return times, energies, vs.n_parameters
+    return time_netket_driver(driver, vs, steps)
 
 
-def summarize(times, energies, n_samples, n_params):
-    med = float(times[1])
+def summarize(r, n_samples):
+    """One run's record from :mod:`timing`'s result ``r``."""
     return {
-        "median_s_per_step": med,  # mean over the timed steps of one run; median over repeats below
-        "samples_per_s": n_samples / med,
-        "compile_s": float(times[0] - med),
-        "energy_after_steps": energies[-1][0],
-        "energy_error": energies[-1][1],
-        "n_parameters": int(n_params),
+        "median_s_per_step": r["s_per_step"],  # mean over the timed steps of one run; median over repeats below
+        "samples_per_s": n_samples / r["s_per_step"],
+        "compile_s": r["compile_s"],
+        "energy_after_steps": r["energy"],
+        "energy_error": r["energy_error"],
+        "n_parameters": r["n_parameters"],
     }
 
 
@@ -139,8 +110,7 @@ def main(argv=None):
         runs = {"netket": [], "distnqs": []}
         for r in range(args.repeats):  # alternate, so drifts of a shared machine hit both
             for code, fn in (("netket", run_netket), ("distnqs", run_distnqs)):
-                t, e, n_par = fn(case, args.steps, args.n_samples, args.n_chains, args.n_discard, seed=r)
-                runs[code].append(summarize(t, e, args.n_samples, n_par))
+                runs[code].append(summarize(fn(case, args.steps, args.n_samples, args.n_chains, args.n_discard, seed=r), args.n_samples))
                 print(f"{name} {code} repeat {r}: {runs[code][-1]['median_s_per_step']:.4f} s/step, E = {runs[code][-1]['energy_after_steps']:.4f}", flush=True)
         med = {code: float(np.median([x["median_s_per_step"] for x in v])) for code, v in runs.items()}
         # energy after the steps, NetKet against distnqs repeat by repeat: |difference| / combined error bar
