@@ -1,5 +1,5 @@
 """Autoregressive sampling and VMC steps: distnqs NAQS against NetKet's
-``FastARNNConv2D`` + ``ARDirectSampler`` (issues 4 and 5, case 3).
+``FastARNNConv2D`` + ``ARDirectSampler`` (issues 4 and 5, cases 3 and 5).
 
 Two measurements, each run in one process with the two codes alternating
 (``--repeats`` rounds), so drifts of a shared machine hit both:
@@ -16,14 +16,25 @@ Two measurements, each run in one process with the two codes alternating
   counts are recorded).
 - ``step``: one VMC step on the 10x10 open TFIM at G = 3 (direct sampling of
   ``--n-samples``, local energies, gradient, Adam), median seconds per step
-  after compilation, and the energy after ``--steps`` steps of each code.
+  after compilation, and the energy after ``--steps`` steps of each code;
+  distnqs with float64 layers and with ``dtype = "float32"`` layers
+  (``--dtypes``; float64 conditionals and reductions either way).
+- ``large``: the same step on 21x21 with a network of >= 100k parameters in
+  both codes (case (5) of issue 5; few samples, since NetKet's local energies
+  cost 442 forward passes of the whole network per sample).
+
+distnqs computes the local energies from the cached layers of each sample
+(only the cone below a flipped site is recomputed,
+:mod:`distnqs.models.naqs_fast`); NetKet runs the network on every connected
+configuration.
 
 Both networks have real parameters and positive amplitudes (distnqs
 ``phase = false``, NetKet's float64 ARNN). Results:
-``benchmarks/results/naqs_sampling.json`` and ``naqs_step.json``.
+``benchmarks/results/naqs_sampling.json``, ``naqs_step.json`` and ``naqs_step_21x21.json``.
 
     .venv/bin/python benchmarks/bench_naqs.py --what sample --sizes 10 21
     .venv/bin/python benchmarks/bench_naqs.py --what step --steps 10
+    .venv/bin/python benchmarks/bench_naqs.py --what large --repeats 1
 """
 
 from __future__ import annotations
@@ -118,53 +129,71 @@ def bench_sampling(args):
     }
 
 
-def run_distnqs_steps(args, seed):
+def _step_problem(args, large: bool):
+    """(L, depth, features, n_samples, steps) of the 10x10 case (3) or the 21x21 case (5)."""
+    if large:
+        return 21, args.large_depth, args.large_features, args.large_samples, args.large_steps
+    return 10, args.depth, args.features, args.n_samples, args.steps
+
+
+def run_distnqs_steps(args, seed, dtype="float64", large=False):
+    L, depth, features, n_samples, steps = _step_problem(args, large)
     cfg = config.resolve({
         "seed": seed,
         "n_steps": 10**6,
-        "lattice": {"Lx": 10, "Ly": 10, "pbc": False},
+        "lattice": {"Lx": L, "Ly": L, "pbc": False},
         "hamiltonian": {"model": "tfim", "G": 3.0},
-        "ansatz": {"model": "naqs", "depth": args.depth, "features": args.features, "kernel_size": args.kernel, "phase": False, "activation": "selu"},
-        "sampler": {"kind": "direct", "n_samples": args.n_samples},
+        "ansatz": {"model": "naqs", "depth": depth, "features": features, "kernel_size": args.kernel, "phase": False, "activation": "selu", "dtype": dtype},
+        "sampler": {"kind": "direct", "n_samples": n_samples},
         "optimizer": {"kind": "adam", "learning_rate": args.lr, "sr": False},
         "observables": {"magnetization": False},
         "run": {"reference": False},
     })
-    return time_distnqs_steps(build_problem(cfg), args.steps)
+    return time_distnqs_steps(build_problem(cfg), steps)
 
 
-def run_netket_steps(args, seed):
-    hi = nk.hilbert.Spin(0.5, 100)
-    H = nk.operator.IsingJax(hi, nk.graph.Grid([10, 10], pbc=False), h=3.0, J=-1.0)
-    model = nk.models.FastARNNConv2D(hilbert=hi, layers=args.depth, features=args.features, kernel_size=(args.kernel, args.kernel))
-    vs = nk.vqs.MCState(nk.sampler.ARDirectSampler(hi), model, n_samples=args.n_samples, seed=seed, sampler_seed=seed + 1)
+def run_netket_steps(args, seed, large=False):
+    L, depth, features, n_samples, steps = _step_problem(args, large)
+    hi = nk.hilbert.Spin(0.5, L * L)
+    H = nk.operator.IsingJax(hi, nk.graph.Grid([L, L], pbc=False), h=3.0, J=-1.0)
+    model = nk.models.FastARNNConv2D(hilbert=hi, layers=depth, features=features, kernel_size=(args.kernel, args.kernel))
+    vs = nk.vqs.MCState(nk.sampler.ARDirectSampler(hi), model, n_samples=n_samples, seed=seed, sampler_seed=seed + 1)
     driver = nk.driver.VMC(H, nk.optimizer.Adam(args.lr), variational_state=vs)
-    return time_netket_driver(driver, vs, args.steps)
+    return time_netket_driver(driver, vs, steps)
 
 
-def bench_step(args):
-    runs = {"netket": [], "distnqs": []}
+def bench_step(args, large=False):
+    L, depth, features, n_samples, steps = _step_problem(args, large)
+    codes = [("netket", lambda a, seed: run_netket_steps(a, seed, large))] + [
+        ("distnqs" if d == "float64" else f"distnqs_{d}", lambda a, seed, d=d: run_distnqs_steps(a, seed, d, large)) for d in args.dtypes
+    ]
+    runs = {code: [] for code, _ in codes}
     for r in range(args.repeats):
-        for code, fn in (("netket", run_netket_steps), ("distnqs", run_distnqs_steps)):
+        for code, fn in codes:
             runs[code].append(fn(args, seed=r))
             x = runs[code][-1]
             print(f"step {code} repeat {r}: {x['s_per_step']:.3f} s/step, E = {x['energy']:.3f} ± {x['energy_error']:.3f}", flush=True)
     med = {k: float(np.median([x["s_per_step"] for x in v])) for k, v in runs.items()}
+    ratios = {f"netket_over_{k}": med["netket"] / med[k] for k in med if k != "netket"}
+    per_repeat = {f"netket_over_{k}": [a["s_per_step"] / b["s_per_step"] for a, b in zip(runs["netket"], runs[k])] for k in runs if k != "netket"}
+    flag = "--what large" if large else "--what step"
+    sizes = (f"--large-depth {depth} --large-features {features} --large-samples {n_samples} --large-steps {steps}" if large
+             else f"--depth {depth} --features {features} --n-samples {n_samples} --steps {steps}")
     return {
-        "what": f"one VMC step, 10x10 open TFIM G = 3, {args.n_samples} direct samples, Adam lr {args.lr}",
-        "architecture": {"depth": args.depth, "features": args.features, "kernel_size": args.kernel, "activation": "selu (NetKet's default)"},
+        "what": f"one VMC step, {L}x{L} open TFIM G = 3, {n_samples} direct samples, Adam lr {args.lr}",
+        "architecture": {"depth": depth, "features": features, "kernel_size": args.kernel, "activation": "selu (NetKet's default)"},
+        "local_energies": "distnqs: cones of the cached layers (distnqs/models/naqs_fast.py); NetKet: a forward pass per connected configuration",
         "runs": runs,
         "median_s_per_step": med,
-        "netket_over_distnqs": med["netket"] / med["distnqs"],
-        "ratio_per_repeat": [a["s_per_step"] / b["s_per_step"] for a, b in zip(runs["netket"], runs["distnqs"])],
-        "command": f"python benchmarks/bench_naqs.py --what step --steps {args.steps} --repeats {args.repeats} "
-        f"--depth {args.depth} --features {args.features} --kernel {args.kernel}",
+        **ratios,
+        "ratio_per_repeat": per_repeat,
+        "command": f"python benchmarks/bench_naqs.py {flag} {sizes} --repeats {args.repeats} --kernel {args.kernel} --dtypes {' '.join(args.dtypes)}",
     }
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--what", default="all", choices=["sample", "step", "all"])
+    p.add_argument("--what", default="all", choices=["sample", "step", "large", "all"])
     p.add_argument("--sizes", type=int, nargs="+", default=[10, 21])
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--features", type=int, default=8)
@@ -174,6 +203,12 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--large-depth", type=int, default=5, help="case (5): 21x21, >= 100k parameters in both codes")
+    p.add_argument("--large-features", type=int, default=64)
+    p.add_argument("--large-samples", type=int, default=32, help="few samples: a NetKet step costs 442 forward passes each")
+    p.add_argument("--large-steps", type=int, default=2)
+    p.add_argument("--dtypes", nargs="+", default=["float64", "float32"], choices=["float64", "float32"],
+                   help="arithmetic of the distnqs layers (NAQS dtype); NetKet runs its float64 default")
     p.add_argument("--uncached-max-sites", type=int, default=441)
     args = p.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
@@ -181,7 +216,8 @@ def main(argv=None):
         "machine": f"{platform.machine()}, {jax.device_count()} x {jax.devices()[0].device_kind}, {len(os.sched_getaffinity(0))} cores",
         "versions": {"jax": jax.__version__, "netket": nk.__version__, "distnqs": distnqs.__version__},
     }
-    todo = [("sample", bench_sampling, "naqs_sampling"), ("step", bench_step, "naqs_step")]
+    todo = [("sample", bench_sampling, "naqs_sampling"), ("step", bench_step, "naqs_step"),
+            ("large", lambda a: bench_step(a, large=True), "naqs_step_21x21")]
     for what, fn, name in todo:
         if args.what in (what, "all"):
             out = {**fn(args), **meta, "peak_rss_mb_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

@@ -9,8 +9,8 @@ TFIM at G=3, Metropolis local moves, SGD + SR with CG) under ``mpirun -np p``:
 Every rank is pinned to ``--cores-per-rank`` cores (``distnqs.launch`` does it
 under mpirun; the single-rank run is pinned the same way), so the ranks do not
 share cores. Also reported per step: the allreduces and bytes reduced (gradient
-``8 P`` bytes, one ``S v`` of ``8 P`` bytes plus the mean of ``O v`` per CG
-matrix-vector product, the energy statistics, the acceptance), and the
+``8 P`` bytes, ``<O>`` of ``8 P`` bytes once per step, one ``S v`` of ``8 P``
+bytes per CG matrix-vector product, the energy statistics, the acceptance), and the
 projected time of those allreduces at 64 ranks on a 100 Gb/s network with the
 ring-allreduce model ``2 (p-1)/p * bytes / bandwidth + latency * log2 p``,
 against the measured compute time of a step.
@@ -173,7 +173,7 @@ def reductions_per_step(n_params, cg_matvecs, n_per_chain, complex_log_psi):
         ("energy statistics: mean, variance, 3 split-R-hat sums", 5, scalar),
         ("energy autocorrelation (chain-summed autocovariance)", 1, 8 * n_per_chain),
         ("gradient", 1, 8 * n_params),
-        ("S.v: global mean of O v", cg_matvecs, scalar),
+        ("<O> for the S.v means (once per step; twice for a complex log psi)", 2 if complex_log_psi else 1, 8 * n_params),
         ("S.v: parameter-sized vector", cg_matvecs, 8 * n_params),
         ("acceptance counters", 1, 16),
     ]

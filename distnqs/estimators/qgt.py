@@ -11,8 +11,9 @@ forming it:
 .. math::  (S v)_k = \frac1N\,\mathrm{Re}\sum_i O_{ik}\,\big(w_i - \bar w\big)^*,
            \qquad w = O v
 
-(one jvp, one global mean of :math:`w`, one vjp, one allreduce of a
-parameter-sized vector per product). :func:`qgt_dense` forms :math:`S`
+(one jvp, the global mean :math:`\bar w = \langle O\rangle\cdot v` from
+:math:`\langle O\rangle` computed once per step, one vjp, one allreduce of
+a parameter-sized vector per product). :func:`qgt_dense` forms :math:`S`
 explicitly (small models). SR then solves :math:`(S + \epsilon\,1)\,x = \nabla E`
 (:mod:`distnqs.optim.sr`).
 """
@@ -27,10 +28,34 @@ from distnqs import comm
 from distnqs.estimators.jacobian import jvp_batch, vjp_sum
 
 
-def qgt_matvec(log_psi, params, samples, v, n_total, chunk_size=None):
-    """:math:`S v` for a pytree ``v`` like ``params`` (reduced over ranks)."""
+def mean_log_derivative(log_psi, params, samples, n_total, chunk_size=None):
+    r""":math:`\langle O_k\rangle = \frac1N\sum_i O_{ik}` over all ranks, as ``(re, im)`` pytrees like ``params``
+    (``im`` is ``None`` for a real :math:`\log\psi`): two vjps with cotangents :math:`1/N` and :math:`-i/N`."""
+    c = jnp.full((samples.shape[0],), 1.0 / n_total)
+    re = comm.sum(vjp_sum(log_psi, params, samples, c, chunk_size))
+    if not jnp.iscomplexobj(jax.eval_shape(log_psi, params, samples[:1])):
+        return re, None
+    return re, comm.sum(vjp_sum(log_psi, params, samples, -1j * c, chunk_size))
+
+
+def _dot(a, b):
+    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+def qgt_matvec(log_psi, params, samples, v, n_total, chunk_size=None, mean_o=None):
+    r""":math:`S v` for a pytree ``v`` like ``params`` (reduced over ranks).
+
+    With ``mean_o`` (:func:`mean_log_derivative`, computed once per step) the
+    mean :math:`\bar w = \langle O\rangle\cdot v` needs no allreduce, so a CG
+    iteration synchronizes the ranks once instead of twice.
+    """
     w = jvp_batch(log_psi, params, samples, v, chunk_size)
-    w = w - comm.sum(jnp.sum(w)) / n_total
+    if mean_o is None:
+        w_mean = comm.sum(jnp.sum(w)) / n_total
+    else:
+        re, im = mean_o
+        w_mean = _dot(re, v) if im is None else _dot(re, v) + 1j * _dot(im, v)
+    w = w - w_mean
     return comm.sum(vjp_sum(log_psi, params, samples, jnp.conj(w) / n_total, chunk_size))
 
 

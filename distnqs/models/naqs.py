@@ -160,7 +160,11 @@ class NAQS(nn.Module):
     TFIM and the Marshall-rotated Heisenberg model, and the convention of
     NetKet's real-parameter ARNNs. With phases, Adam moves the phase
     parameters, whose gradients are pure noise for a positive ground state,
-    by about the learning rate every step).
+    by about the learning rate every step). ``dtype``: the arithmetic of
+    the convolutional layers (``float32`` runs them about twice as fast on
+    CPUs and GPUs); parameters, their gradients, the output layer's results
+    and everything after them (normalized conditionals, :math:`\log\psi`,
+    local energies, all reductions) stay in ``param_dtype``.
     """
 
     Lx: int
@@ -176,6 +180,7 @@ class NAQS(nn.Module):
     phase_scale: float = 0.0
     phase: bool = True
     param_dtype: Any = jnp.float64
+    dtype: Any = None  # arithmetic of the layers (None: param_dtype); see the class docstring
 
     is_autoregressive = True  # read by Ansatz.is_autoregressive (class attribute, not a field)
 
@@ -227,12 +232,14 @@ class NAQS(nn.Module):
         column_scale = jnp.asarray([self.output_scale, self.phase_scale] * 2 if self.phase else [self.output_scale] * 2, dt)
         w["out_kernel"] = self.param("out_kernel", lambda k, shape, d: _scaled_normal(F, 1.0)(k, shape, d) * column_scale, (F, n_out), dt)
         w["out_bias"] = self.param("out_bias", nn.initializers.zeros, (n_out,), dt)
-        self.weights = w
+        compute = self.dtype or dt
+        # the output layer's result goes back to param_dtype (_head): conditionals and sums stay float64
+        self.weights = {k: v.astype(compute) for k, v in w.items()}
 
     def _head(self, h):
         r"""Output layer: :math:`(a_{i,t}, \phi_{i,t})` of shape ``h.shape[:-1] + (2, 2)``; :math:`\phi = 0` without ``phase``."""
         w = self.weights
-        out = h @ w["out_kernel"] + w["out_bias"]
+        out = (h @ w["out_kernel"] + w["out_bias"]).astype(self.param_dtype)
         if self.phase:
             return out.reshape(*h.shape[:-1], 2, 2)
         return jnp.stack([out, jnp.zeros_like(out)], axis=-1)
@@ -247,15 +254,31 @@ class NAQS(nn.Module):
         y, x = np.divmod(np.arange(self.n_sites), self.Lx)
         return jnp.asarray(((x + y) % 2 == 0).astype(np.float64))
 
+    def fast_update(self):
+        """Local energies of spin-flip Hamiltonians from the cached layers (:mod:`distnqs.models.naqs_fast`)."""
+        from distnqs.models.naqs_fast import NAQSFastUpdate
+
+        return NAQSFastUpdate(self)
+
     # ------------------------------------------------------------------
     # Full forward pass
     # ------------------------------------------------------------------
+
+    def activations(self, s):
+        r"""Every layer's stacks for spins ``s`` ``(batch, N)``: ``(v, h)``, each ``(D, batch, Ly, Lx, F)``
+        (:math:`v^l`, :math:`h^l` of the module docstring; ``v`` is ``None`` for a chain)."""
+        return self._stacks(s, keep_layers=True)
 
     def outputs(self, s):
         r"""Raw outputs :math:`(a_{i,t}, \phi_{i,t})`, shape ``(batch, N, 2, 2)``, for spins ``s`` ``(batch, N)``.
 
         Row ``i`` depends on :math:`s_{<i}` only (masked convolutions).
         """
+        _, h = self._stacks(s, keep_layers=False)
+        return self._head(h).reshape(s.shape[0], self.n_sites, 2, 2)
+
+    def _stacks(self, s, keep_layers: bool):
+        """The stacks after the last layer ``(v, h)`` ``(batch, Ly, Lx, F)``, or of every layer (leading axis D)."""
         w = self.weights
         act = self._act
         R = self.kernel_size // 2
@@ -263,28 +286,35 @@ class NAQS(nn.Module):
         dt = w["out_kernel"].dtype
         x = s.astype(dt).reshape(batch, self.Ly, self.Lx, 1)
         x_right = jnp.pad(x, ((0, 0), (0, 0), (1, 0), (0, 0)))[:, :, : self.Lx]
+
+        def collect(first, last, layers):
+            if not keep_layers:
+                return last
+            return jax.tree_util.tree_map(lambda f, ls: jnp.concatenate([f[None], ls], axis=0), first, layers)
+
         if self.one_d:
-            h = act(_horizontal_conv(x_right, w["h_in_kernel"], R) + w["h_in_bias"])
+            h0 = act(_horizontal_conv(x_right, w["h_in_kernel"], R) + w["h_in_bias"])
 
             def layer(h, p):
                 hk, hb = p
-                return h + act(_horizontal_conv(h, hk, R) + hb), None
+                h = h + act(_horizontal_conv(h, hk, R) + hb)
+                return h, (h if keep_layers else None)
 
-            h, _ = jax.lax.scan(layer, h, (w["h_kernel"], w["h_bias"]))
-        else:
-            x_down = jnp.pad(x, ((0, 0), (1, 0), (0, 0), (0, 0)))[:, : self.Ly]
-            v = act(_vertical_conv(x_down, w["v_in_kernel"], R) + w["v_in_bias"])
-            h = act(_horizontal_conv(x_right, w["h_in_kernel"], R) + v @ w["link_in"] + w["h_in_bias"])
+            h, hs = jax.lax.scan(layer, h0, (w["h_kernel"], w["h_bias"]))
+            return None, collect(h0, h, hs)
+        x_down = jnp.pad(x, ((0, 0), (1, 0), (0, 0), (0, 0)))[:, : self.Ly]
+        v0 = act(_vertical_conv(x_down, w["v_in_kernel"], R) + w["v_in_bias"])
+        h0 = act(_horizontal_conv(x_right, w["h_in_kernel"], R) + v0 @ w["link_in"] + w["h_in_bias"])
 
-            def layer(carry, p):
-                v, h = carry
-                vk, vb, hk, hb, link = p
-                v = v + act(_vertical_conv(v, vk, R) + vb)
-                h = h + act(_horizontal_conv(h, hk, R) + v @ link + hb)
-                return (v, h), None
+        def layer(carry, p):
+            v, h = carry
+            vk, vb, hk, hb, link = p
+            v = v + act(_vertical_conv(v, vk, R) + vb)
+            h = h + act(_horizontal_conv(h, hk, R) + v @ link + hb)
+            return (v, h), ((v, h) if keep_layers else None)
 
-            (v, h), _ = jax.lax.scan(layer, (v, h), (w["v_kernel"], w["v_bias"], w["h_kernel"], w["h_bias"], w["link"]))
-        return self._head(h).reshape(batch, self.n_sites, 2, 2)
+        vh, layers = jax.lax.scan(layer, (v0, h0), (w["v_kernel"], w["v_bias"], w["h_kernel"], w["h_bias"], w["link"]))
+        return collect((v0, h0), vh, layers)
 
     def conditionals(self, s):
         r""":math:`\log\psi_i(t \mid s_{<i})` for both local states, complex ``(batch, N, 2)``.
@@ -321,7 +351,8 @@ class NAQS(nn.Module):
 
     def sample(self, key, n_samples: int):
         """``n_samples`` exact i.i.d. configurations ``(n_samples, N)`` (cached or uncached per ``self.cached``)."""
-        return self.sample_cached(key, n_samples) if self.cached else self.sample_uncached(key, n_samples)
+        s = self.sample_cached(key, n_samples) if self.cached else self.sample_uncached(key, n_samples)
+        return s.astype(self.param_dtype)
 
     def sample_uncached(self, key, n_samples: int):
         r"""Exact sampling recomputing the whole network at every site (N forward passes).

@@ -67,11 +67,12 @@ def local_energy(log_psi, params, hamiltonian, samples, log_psi_samples=None, ch
     r"""Local energies :math:`E_\mathrm{loc}(s) = \sum_{s'} H_{ss'}\psi(s')/\psi(s)`.
 
     ``fast_update``: the ansatz's look-up-table protocol (``Ansatz.fast_update``),
-    used when ``hamiltonian`` is a built-in one; otherwise the generic path.
+    used when ``hamiltonian`` is a built-in one (and the protocol's optional
+    ``usable(flips)`` agrees); otherwise the generic path.
     """
     from distnqs.operators.spin_flip import flip_terms, local_energy_from_flips
 
     terms = flip_terms(hamiltonian)
-    if fast_update is not None and terms is not None:
+    if fast_update is not None and terms is not None and getattr(fast_update, "usable", lambda flips: True)(terms.flips):
         return local_energy_from_flips(fast_update, params, terms, samples, chunk_size)
     return local_values(log_psi, params, hamiltonian, samples, log_psi_samples, chunk_size)

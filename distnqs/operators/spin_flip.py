@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -117,14 +118,14 @@ def local_energy_from_flips(fast_update, rparams, terms: SpinFlipTerms, samples,
     if a chunk's ``(chunk, K, M)`` intermediates would exceed ``CACHE_ELEMENTS``). Terms with
     :math:`g_k(s) = 0` contribute exactly zero (whatever their ratio).
     """
-    import jax
-
     from distnqs.operators.local_energy import chunked_map
 
     tables = fast_update.tables(rparams)
-    # (chunk, K, M) intermediates that stay in cache are several times faster than (batch, K, M) ones
-    width = sum(x.shape[-1] for x in jax.tree_util.tree_leaves(jax.eval_shape(fast_update.init_lookup, tables, samples[:1])))
-    auto = max(1, CACHE_ELEMENTS // (len(terms.flip_weights) * width))
+    if hasattr(fast_update, "chunk_size"):  # the protocol knows its own intermediates (NAQS cones)
+        auto = fast_update.chunk_size(terms.flips)
+    else:  # (chunk, K, M) intermediates that stay in cache are several times faster than (batch, K, M) ones
+        width = sum(x.shape[-1] for x in jax.tree_util.tree_leaves(jax.eval_shape(fast_update.init_lookup, tables, samples[:1])))
+        auto = max(1, CACHE_ELEMENTS // (len(terms.flip_weights) * width))
     chunk_size = auto if chunk_size is None else min(chunk_size, auto)
 
     def chunk(s):

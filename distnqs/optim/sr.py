@@ -8,7 +8,7 @@ The direction then goes through an optax transformation (usually plain SGD,
 clipping compose as with any gradient.
 
 Solvers: ``cg`` (matrix-free conjugate gradient; every iteration costs one
-S.v, i.e. two allreduces) and ``dense`` (forms :math:`S`, Cholesky solve;
+S.v, i.e. one allreduce, plus one per step for :math:`\langle O\rangle`) and ``dense`` (forms :math:`S`, Cholesky solve;
 for models with up to a few thousand parameters).
 """
 
@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from distnqs.estimators.qgt import qgt_dense, qgt_matvec
+from distnqs.estimators.qgt import mean_log_derivative, qgt_dense, qgt_matvec
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,10 @@ class SR:
             c, low = jax.scipy.linalg.cho_factor(A)
             return unravel(jax.scipy.linalg.cho_solve((c, low), g_flat))
 
+        mean_o = mean_log_derivative(log_psi, params, samples, n_total, self.chunk_size)
+
         def matvec(v):
-            Sv = qgt_matvec(log_psi, params, samples, v, n_total, self.chunk_size)
+            Sv = qgt_matvec(log_psi, params, samples, v, n_total, self.chunk_size, mean_o)
             return jax.tree_util.tree_map(lambda a, b: a + eps * b, Sv, v)
 
         x, _ = jax.scipy.sparse.linalg.cg(matvec, grad, tol=self.cg_tol, maxiter=self.cg_maxiter)

@@ -47,7 +47,7 @@ class MetropolisSampler:
     @property
     def uses_fast_update(self) -> bool:
         """Whether moves use the ansatz's look-up tables (needs a flip rule)."""
-        return self.fast_update is not None and hasattr(self.rule, "random_sites")
+        return self.fast_update is not None and hasattr(self.fast_update, "flip") and hasattr(self.rule, "random_sites")
 
     def init_state(self, log_psi, params, key) -> SamplerState:
         sigma = random_spins(key, self.n_chains, self.n_sites, self.magnetization)
