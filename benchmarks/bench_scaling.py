@@ -3,8 +3,16 @@
 ``scaling``: the rbm_sr problem of bench_vs_netket.py (RBM alpha=1, 10x10 open
 TFIM at G=3, Metropolis local moves, SGD + SR with CG) under ``mpirun -np p``:
 
-- weak scaling: fixed samples (and chains) per rank, efficiency ``T_1 / T_p``;
-- strong scaling: fixed total samples, efficiency ``T_1 / (p T_p)``.
+- weak scaling: fixed samples (and chains) per rank, efficiency ``T_1 / T_p``.
+  The CG solve runs a fixed number of products (``--cg-iterations``, 40 = what
+  tolerance 1e-5 takes at 1024 samples): to a tolerance, it takes more
+  iterations the more samples there are in total (S has rank <= n_samples;
+  49-52 at 2048 against 40 at 1024), which is more work, not a parallel loss;
+- strong scaling: fixed total samples, efficiency ``T_1 / (p T_p)``;
+- control: ``p`` independent single-rank runs of the weak per-rank work at
+  the same time (no MPI), which separates what sharing the machine costs
+  (``T_1 / T_indep``: memory bandwidth, shared caches, clocks) from what the
+  communication costs (``T_indep / T_p``).
 
 Every rank is pinned to ``--cores-per-rank`` cores (``distnqs.launch`` does it
 under mpirun; the single-rank run is pinned the same way), so the ranks do not
@@ -42,7 +50,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BIN = Path(sys.executable).parent
 
 
-def problem_config(n_samples, n_chains, chunk_size=0, fast_update=True, seed=0):
+def problem_config(n_samples, n_chains, chunk_size=0, fast_update=True, seed=0, cg_iterations=0):
+    """The rbm_sr problem; ``cg_iterations > 0``: exactly that many CG products (tolerance 0), else tol 1e-5."""
+    cg = {"cg_tol": 0.0, "cg_maxiter": cg_iterations} if cg_iterations > 0 else {"cg_tol": 1e-5}
     return {
         "seed": seed,
         "n_steps": 10**6,
@@ -50,7 +60,7 @@ def problem_config(n_samples, n_chains, chunk_size=0, fast_update=True, seed=0):
         "hamiltonian": {"model": "tfim", "G": 3.0},
         "ansatz": {"model": "rbm", "alpha": 1},
         "sampler": {"kind": "metropolis_local", "n_samples": n_samples, "n_chains": n_chains, "n_discard": 16},
-        "optimizer": {"kind": "sgd", "learning_rate": 0.01, "sr": True, "diag_shift": 0.01, "solver": "cg", "cg_tol": 1e-5},
+        "optimizer": {"kind": "sgd", "learning_rate": 0.01, "sr": True, "diag_shift": 0.01, "solver": "cg", **cg},
         "observables": {"magnetization": False},
         "run": {"reference": False, "chunk_size": chunk_size, "fast_update": fast_update},
     }
@@ -99,7 +109,7 @@ def worker(args):
     from distnqs.models import n_parameters
     from distnqs.problem import build_problem
 
-    cfg = config.resolve(problem_config(args.n_samples, args.n_chains, args.chunk_size, not args.no_fast_update))
+    cfg = config.resolve(problem_config(args.n_samples, args.n_chains, args.chunk_size, not args.no_fast_update, cg_iterations=args.cg_iterations))
     problem = build_problem(cfg)
     params, opt_state, sampler_state = problem.init_state()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -159,6 +169,33 @@ def _launch(n_ranks, worker_args, cores_per_rank, timeout):
     raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
 
 
+def _launch_independent(n_procs, worker_args, cores_per_rank, timeout):
+    """``n_procs`` single-rank runs at once, each pinned to its own cores (no MPI between them).
+
+    The control of weak scaling: what sharing the machine costs without any communication
+    (memory bandwidth, shared caches, clock). Returns the slowest run's result.
+    """
+    env = dict(os.environ)
+    for var in ("_DISTNQS_CONFIGURED",):
+        env.pop(var, None)
+    env["DISTNQS_NO_MPI"] = "1"
+    env["XLA_FLAGS"] = f"--xla_cpu_multi_thread_eigen={'true' if cores_per_rank > 1 else 'false'} intra_op_parallelism_threads={cores_per_rank}"
+    all_cores = sorted(os.sched_getaffinity(0))
+    procs = []
+    for i in range(n_procs):
+        cores = all_cores[i * cores_per_rank : (i + 1) * cores_per_rank]
+        cmd = ["taskset", "-c", ",".join(map(str, cores)), sys.executable, __file__, "_worker", *map(str, worker_args)]
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        rows = [json.loads(l[len("RESULT "):]) for l in out.splitlines() if l.startswith("RESULT ")]
+        if not rows:
+            raise RuntimeError(f"independent run failed:\n{err[-3000:]}")
+        results.append(rows[0])
+    return max(results, key=lambda r: r["median_s_per_step"])
+
+
 def allreduce_model(n_bytes, ranks, bandwidth_bytes_s, latency_s):
     """Ring allreduce time: ``2 (p-1)/p * bytes / bandwidth + latency * log2 p``."""
     if ranks <= 1:
@@ -180,12 +217,17 @@ def reductions_per_step(n_params, cg_matvecs, n_per_chain, complex_log_psi):
 
 
 def scaling(args):
-    results = {"weak": [], "strong": []}
+    results = {"weak": [], "strong": [], "independent": []}
     samples, chains = args.samples_per_rank, args.chains_per_rank
     for p in args.ranks:
         for _ in range(args.repeats):
-            weak = _launch(p, ["--n-samples", samples * p, "--n-chains", chains * p, "--steps", args.steps] + (["--count-cg"] if p == 1 else []), args.cores_per_rank, args.timeout)
-            strong = _launch(p, ["--n-samples", samples, "--n-chains", chains, "--steps", args.steps], args.cores_per_rank, args.timeout)
+            cg = ["--cg-iterations", args.cg_iterations]
+            if p > 1:  # control: p unconnected single-rank runs of the weak per-rank work, at once
+                alone = _launch_independent(p, ["--n-samples", samples, "--n-chains", chains, "--steps", args.steps, *cg], args.cores_per_rank, args.timeout)
+                results["independent"].append(alone | {"ranks": p})
+                print(f"p={p}: {p} independent single-rank runs at once {alone['median_s_per_step']:.4f} s/step", flush=True)
+            weak = _launch(p, ["--n-samples", samples * p, "--n-chains", chains * p, "--steps", args.steps, *cg] + (["--count-cg"] if p == 1 else []), args.cores_per_rank, args.timeout)
+            strong = _launch(p, ["--n-samples", samples, "--n-chains", chains, "--steps", args.steps, *cg], args.cores_per_rank, args.timeout)
             results["weak"].append(weak)
             results["strong"].append(strong)
             print(f"p={p}: weak {weak['median_s_per_step']:.4f} s/step ({weak['n_samples_total']} samples), strong {strong['median_s_per_step']:.4f} s/step ({strong['n_samples_total']} samples)", flush=True)
@@ -198,6 +240,9 @@ def scaling(args):
     efficiency = {
         "weak": {p: t1_weak / median_time(results["weak"], p) for p in args.ranks},
         "strong": {p: t1_strong / (p * median_time(results["strong"], p)) for p in args.ranks},
+        # weak = (machine sharing: T_1 / T_independent) x (communication: T_independent / T_p)
+        "weak_without_communication": {p: t1_weak / median_time(results["independent"], p) for p in args.ranks if p > 1},
+        "communication": {p: median_time(results["independent"], p) / median_time(results["weak"], p) for p in args.ranks if p > 1},
     }
     single = next(r for r in results["weak"] if r["ranks"] == 1 and "cg_matvecs" in r)
     terms = reductions_per_step(single["n_parameters"], single["cg_matvecs"], single["n_samples_per_chain"], single["complex"])
@@ -208,7 +253,8 @@ def scaling(args):
         t = sum(count * allreduce_model(nbytes, p, bandwidth, latency) for _, count, nbytes in terms)
         projection[p] = {"allreduce_s_per_step": t, "fraction_of_compute": t / t1_weak}
     out = {
-        "problem": "RBM alpha=1, 10x10 open TFIM G=3, Metropolis local (16 chains/rank), SGD + SR (CG, tol 1e-5, diag_shift 0.01)",
+        "problem": "RBM alpha=1, 10x10 open TFIM G=3, Metropolis local (16 chains/rank), SGD + SR (CG, diag_shift 0.01)"
+        + (f", exactly {args.cg_iterations} CG products per step" if args.cg_iterations else ", CG tol 1e-5"),
         "settings": vars(args) | {"func": None},
         "runs": results,
         "efficiency": efficiency,
@@ -255,6 +301,8 @@ def main(argv=None):
     s.add_argument("--steps", type=int, default=10)
     s.add_argument("--repeats", type=int, default=1)
     s.add_argument("--cores-per-rank", type=int, default=1)
+    s.add_argument("--cg-iterations", type=int, default=40,
+                   help="fixed CG products per step (0: tolerance 1e-5, whose iteration count grows with the total samples)")
     s.add_argument("--project-ranks", type=int, nargs="+", default=[64])
     s.add_argument("--bandwidth-gbit", type=float, default=100.0)
     s.add_argument("--latency-us", type=float, default=2.0)
@@ -274,6 +322,7 @@ def main(argv=None):
     w.add_argument("--chunk-size", type=int, default=0)
     w.add_argument("--no-fast-update", action="store_true")
     w.add_argument("--count-cg", action="store_true")
+    w.add_argument("--cg-iterations", type=int, default=0)
     w.set_defaults(func=worker)
     args = p.parse_args(argv)
     args.func(args)
