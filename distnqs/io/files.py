@@ -37,3 +37,18 @@ def atomic_write_text(path, text: str) -> None:
 
 def atomic_write_json(path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=float) + "\n")
+
+
+def check_outdir(outdir, force: bool) -> Path:
+    """``outdir`` as a Path, after refusing a non-directory or an existing ``summary.json`` without ``force``.
+
+    Raises :class:`distnqs.errors.ConfigError` (one line, non-zero exit from the CLI); creates nothing.
+    """
+    from distnqs.errors import ConfigError
+
+    outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise ConfigError(f"--outdir {outdir} exists and is not a directory")
+    if (outdir / "summary.json").exists() and not force:
+        raise ConfigError(f"{outdir / 'summary.json'} exists; use --force to overwrite these results")
+    return outdir

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 import tomllib
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from distnqs.errors import ConfigError
+from distnqs.io.files import atomic_write_text, check_outdir
 
 MODEL_IDS = {"dense": 0, "conv": 1}
 
@@ -424,9 +424,7 @@ def run_study(cfg: dict, outdir: Path, progress: _Progress) -> dict:
         "wolff_seconds": sum(t["wolff"]["seconds"] for t in summary["temperatures"]),
         "train_seconds": sum(m["train_seconds"] for t in summary["temperatures"] for m in t["models"].values()),
     }
-    tmp = outdir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1, default=float))
-    os.replace(tmp, outdir / "summary.json")
+    atomic_write_text(outdir / "summary.json", json.dumps(summary, indent=1, default=float))
     return summary
 
 
@@ -440,11 +438,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
-    outdir = Path(args.outdir)
-    if outdir.exists() and not outdir.is_dir():
-        raise ConfigError(f"--outdir {outdir} exists and is not a directory")
-    if (outdir / "summary.json").exists() and not args.force:
-        raise ConfigError(f"{outdir / 'summary.json'} exists; use --force to overwrite these results")
+    outdir = check_outdir(args.outdir, args.force)
     outdir.mkdir(parents=True, exist_ok=True)
     for name in OUTPUT_FILES:  # start clean: HDF5 files are appended to group by group
         (outdir / name).unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from distnqs.errors import ConfigError
+from distnqs.io.files import atomic_write_text, check_outdir
 
 # section -> key -> (type(s), default). A default of None means "derived" (see _resolve).
 _REQUIRED = object()
@@ -539,9 +540,7 @@ def run(cfg: dict, outdir: Path, progress) -> dict:
         **results,
     }
     summary["plots"] = write_plots(outdir, summary, cfg)
-    tmp = outdir / "summary.json.tmp"
-    tmp.write_text(json.dumps(_jsonable(summary), indent=1))
-    tmp.replace(outdir / "summary.json")
+    atomic_write_text(outdir / "summary.json", json.dumps(_jsonable(summary), indent=1))
     return summary
 
 
@@ -555,11 +554,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     cfg = load_config(args.config)
-    outdir = Path(args.outdir)
-    if outdir.exists() and not outdir.is_dir():
-        raise ConfigError(f"--outdir {outdir} exists and is not a directory")
-    if (outdir / "summary.json").exists() and not args.force:
-        raise ConfigError(f"{outdir / 'summary.json'} exists; use --force to overwrite")
+    outdir = check_outdir(args.outdir, args.force)
     from distnqs.generative.tomography.povm import tetrahedral_povm
 
     tetrahedral_povm(cfg["data"]["povm_file"] or None)  # fail early on a missing reference file
