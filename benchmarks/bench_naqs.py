@@ -23,6 +23,11 @@ Two measurements, each run in one process with the two codes alternating
   both codes (case (5) of issue 5; few samples, since NetKet's local energies
   cost 442 forward passes of the whole network per sample).
 
+- ``same``: case (3) with *one* network: distnqs' NAQS wrapped as a NetKet
+  ``AbstractARNN`` (NetKet's driver, ``ARDirectSampler`` and forward-pass
+  local energies) against distnqs, both from the same initial parameters, so
+  the energies after the steps must agree within error bars.
+
 distnqs computes the local energies from the cached layers of each sample
 (only the cone below a flipped site is recomputed,
 :mod:`distnqs.models.naqs_fast`); NetKet runs the network on every connected
@@ -35,6 +40,7 @@ Both networks have real parameters and positive amplitudes (distnqs
     .venv/bin/python benchmarks/bench_naqs.py --what sample --sizes 10 21
     .venv/bin/python benchmarks/bench_naqs.py --what step --steps 10
     .venv/bin/python benchmarks/bench_naqs.py --what large --repeats 1
+    .venv/bin/python benchmarks/bench_naqs.py --what same --steps 5
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ import platform
 import resource
 import time
 from pathlib import Path
+from typing import Any
 
 import distnqs  # noqa: F401  (x64 before jax)
 import jax
@@ -162,6 +169,66 @@ def run_netket_steps(args, seed, large=False):
     return time_netket_driver(driver, vs, steps)
 
 
+def _naqs_for_netket():
+    """NetKet ``AbstractARNN`` around distnqs' NAQS module: NetKet's driver, sampler and local
+    energies (a forward pass per connected configuration) run exactly distnqs' network."""
+
+    class NAQSInNetKet(nk.models.AbstractARNN):
+        net: Any = None  # a distnqs NAQS module
+        machine_pow: int = 2
+
+        def conditionals_log_psi(self, inputs):
+            # NetKet's local index j is the state hilbert.local_states[j]; distnqs' index is (t + 1) / 2
+            order = [(int(round(v)) + 1) // 2 for v in np.asarray(self.hilbert.local_states)]
+            return self.net.conditionals(inputs)[..., np.asarray(order)]
+
+    return NAQSInNetKet
+
+
+def bench_same_network(args):
+    """Case (3) with one network: distnqs' NAQS, identical initial parameters, in both codes."""
+    runs = {"netket_same_network": [], "distnqs": []}
+    for r in range(args.repeats):
+        cfg = config.resolve({
+            "seed": r, "n_steps": 10**6,
+            "lattice": {"Lx": 10, "Ly": 10, "pbc": False},
+            "hamiltonian": {"model": "tfim", "G": 3.0},
+            "ansatz": {"model": "naqs", "depth": args.depth, "features": args.features, "kernel_size": args.kernel, "phase": False, "activation": "selu"},
+            "sampler": {"kind": "direct", "n_samples": args.n_samples},
+            "optimizer": {"kind": "adam", "learning_rate": args.lr, "sr": False},
+            "observables": {"magnetization": False},
+            "run": {"reference": False},
+        })
+        problem = build_problem(cfg)
+        params0 = problem.init_state()[0]
+        hi = nk.hilbert.Spin(0.5, 100)
+        H = nk.operator.IsingJax(hi, nk.graph.Grid([10, 10], pbc=False), h=3.0, J=-1.0)
+        model = _naqs_for_netket()(hilbert=hi, net=problem.ansatz.module)
+        vs = nk.vqs.MCState(nk.sampler.ARDirectSampler(hi), model, n_samples=args.n_samples, seed=r, sampler_seed=r + 1)
+        vs.parameters = {"net": params0}
+        s = jnp.asarray(np.random.default_rng(0).choice([-1.0, 1.0], (4, 100)))
+        assert np.allclose(np.asarray(vs.log_value(s)), np.asarray(problem.ansatz.log_psi(params0, s)), atol=1e-12)
+        driver = nk.driver.VMC(H, nk.optimizer.Adam(args.lr), variational_state=vs)
+        runs["netket_same_network"].append(time_netket_driver(driver, vs, args.steps))
+        runs["distnqs"].append(time_distnqs_steps(problem, args.steps))
+        for code in runs:
+            x = runs[code][-1]
+            print(f"same network {code} repeat {r}: {x['s_per_step']:.3f} s/step, E = {x['energy']:.3f} ± {x['energy_error']:.3f}", flush=True)
+    med = {k: float(np.median([x["s_per_step"] for x in v])) for k, v in runs.items()}
+    sigmas = [abs(a["energy"] - b["energy"]) / np.hypot(a["energy_error"], b["energy_error"]) for a, b in zip(runs["netket_same_network"], runs["distnqs"])]
+    return {
+        "what": f"one VMC step of distnqs' NAQS in NetKet (AbstractARNN wrapper, ARDirectSampler, forward-pass local energies) and in distnqs, "
+        f"10x10 open TFIM G = 3, {args.n_samples} samples, Adam lr {args.lr}, the same initial parameters",
+        "architecture": {"depth": args.depth, "features": args.features, "kernel_size": args.kernel, "activation": "selu"},
+        "runs": runs,
+        "median_s_per_step": med,
+        "netket_over_distnqs": med["netket_same_network"] / med["distnqs"],
+        "energy_difference_in_error_bars": sigmas,
+        "command": f"python benchmarks/bench_naqs.py --what same --steps {args.steps} --repeats {args.repeats} "
+        f"--depth {args.depth} --features {args.features} --kernel {args.kernel}",
+    }
+
+
 def bench_step(args, large=False):
     L, depth, features, n_samples, steps = _step_problem(args, large)
     codes = [("netket", lambda a, seed: run_netket_steps(a, seed, large))] + [
@@ -193,7 +260,7 @@ def bench_step(args, large=False):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--what", default="all", choices=["sample", "step", "large", "all"])
+    p.add_argument("--what", default="all", choices=["sample", "step", "large", "same", "all"])
     p.add_argument("--sizes", type=int, nargs="+", default=[10, 21])
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--features", type=int, default=8)
@@ -217,7 +284,7 @@ def main(argv=None):
         "versions": {"jax": jax.__version__, "netket": nk.__version__, "distnqs": distnqs.__version__},
     }
     todo = [("sample", bench_sampling, "naqs_sampling"), ("step", bench_step, "naqs_step"),
-            ("large", lambda a: bench_step(a, large=True), "naqs_step_21x21")]
+            ("large", lambda a: bench_step(a, large=True), "naqs_step_21x21"), ("same", bench_same_network, "naqs_step_same_network")]
     for what, fn, name in todo:
         if args.what in (what, "all"):
             out = {**fn(args), **meta, "peak_rss_mb_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
