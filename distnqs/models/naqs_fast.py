@@ -145,6 +145,7 @@ class _Plan:
     anchors: np.ndarray  # (A, 2) (y, x)
     gather: dict  # name -> (A, h*w) flat indices into the padded lattice
     inside: dict  # name -> (A, h, w) float 1/0: the box position is a lattice site
+    sites: np.ndarray  # (A, q) the flipped sites of flip set a
     flipped: np.ndarray  # (A, N) bool: site flipped by flip set a
     in_out_box: np.ndarray  # (A, N) bool: site inside the output box of flip set a
     before: np.ndarray  # (A, h, w, q) bool: the q-th flipped site comes before the output-box position
@@ -237,7 +238,7 @@ def plan(flips, Lx: int, Ly: int, depth: int, kernel_size: int, one_d: bool):
         in_out_box = np.zeros((len(columns), N), bool)
         for a in range(len(columns)):
             in_out_box[a, site_of[a][ok[a]]] = True
-        plans.append(_Plan(g, columns, anchors, gather, inside, flipped, in_out_box, before, site_of))
+        plans.append(_Plan(g, columns, anchors, gather, inside, fsites, flipped, in_out_box, before, site_of))
     return lat, plans
 
 
@@ -386,7 +387,7 @@ def group_log_ratios(module, w, lat: Lattice, p: _Plan, lookup: NAQSLookup):
     if module.zero_magnetization:
         # counts before each box position: cached count + changes of the flipped sites before it
         n_up_site = jnp.take(lookup.n_up, site.reshape(-1), axis=1).reshape(b, *site.shape)
-        fs = p.flipped.nonzero()[1].reshape(len(p.anchors), -1)  # (A, q) flipped sites
+        fs = p.sites
         s_f = jnp.take(lookup.s, jnp.asarray(lat.flat(*np.divmod(fs, module.Lx))).reshape(-1), axis=1).reshape(b, *fs.shape)
         d_up = -s_f  # change of [s > 0] when the spin flips: +1 for a down spin, -1 for an up one
         n_up_new = n_up_site + jnp.einsum("ahwq,baq->bahw", jnp.asarray(p.before, dt), d_up).astype(jnp.int32)
@@ -405,16 +406,16 @@ def _outside_box_counts(module, lat: Lattice, p: _Plan, lookup: NAQSLookup, d_up
     r"""With ``zero_magnetization``: :math:`\sum_{i \notin B}` change of :math:`\log\psi_i(s_i|s_{<i})` from the
     new up-spin counts alone (the network outputs there are unchanged)."""
     N = module.n_sites
-    fs = p.flipped.nonzero()[1].reshape(len(p.anchors), -1)  # (A, q)
-    later = fs[:, None, :] < np.arange(N)[None, :, None]  # (A, N, q): flipped site q is before site i
+    later = p.sites[:, None, :] < np.arange(N)[None, :, None]  # (A, N, q): flipped site q is before site i
     n_up_new = lookup.n_up[:, None, :] + jnp.einsum("aiq,baq->bai", jnp.asarray(later, dt), d_up).astype(jnp.int32)
     site = jnp.arange(N)
     marshall = jnp.asarray(module_marshall(module), dt)
     lc_new = _log_cond(module, lookup.outputs[:, None], n_up_new, site, marshall)  # (b, A, N, 2)
-    up = (jnp.take(lookup.s, jnp.asarray(lat.flat(*np.divmod(np.arange(N), module.Lx))), axis=1) > 0)  # (b, N)
+    lattice_sites = jnp.asarray(lat.flat(*np.divmod(np.arange(N), module.Lx)))  # raster i -> padded index
+    up = jnp.take(lookup.s, lattice_sites, axis=1) > 0  # (b, N)
     k_new = jnp.where(jnp.asarray(p.flipped)[None], ~up[:, None, :], up[:, None, :]).astype(jnp.int32)
     sel_new = jnp.take_along_axis(lc_new, k_new[..., None], axis=-1)[..., 0]
-    sel_old = jnp.take(lookup.selected, jnp.asarray(lat.flat(*np.divmod(np.arange(N), module.Lx))), axis=1)[:, None, :]
+    sel_old = jnp.take(lookup.selected, lattice_sites, axis=1)[:, None, :]
     keep = ~jnp.asarray(p.in_out_box)[None]
     return jnp.sum(jnp.where(keep, sel_new - sel_old, 0.0), axis=-1)
 
