@@ -18,6 +18,8 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,12 +170,19 @@ def any_true(flag: bool) -> bool:
     return bool(comm.mpi_comm.allreduce(bool(flag), op=_mpi().LOR))
 
 
+# Seconds between flushing this rank's output and MPI_Abort: the launcher forwards each rank's
+# stdout/stderr through pipes, and an abort that kills the job at once can cut a traceback that
+# was already written (seen with mpich's hydra: only its first line reached mpirun's stderr).
+ABORT_GRACE_S = 1.0
+
+
 def abort(code: int = 1) -> None:
     """Abort every rank of the job (used when one rank hits an unexpected error)."""
     comm = world()
     if comm.size > 1:
         sys.stdout.flush()
         sys.stderr.flush()
+        time.sleep(ABORT_GRACE_S)
         _mpi().COMM_WORLD.Abort(code)
     raise SystemExit(code)
 
@@ -189,7 +198,10 @@ def install_abort_hook() -> None:
     previous = sys.excepthook
 
     def hook(exc_type, exc, tb):
-        previous(exc_type, exc, tb)
+        if previous is sys.__excepthook__:  # the whole traceback in one write, so it is forwarded whole
+            sys.stderr.write("".join(traceback.format_exception(exc_type, exc, tb)))
+        else:
+            previous(exc_type, exc, tb)
         abort(1)
 
     sys.excepthook = hook
