@@ -1,4 +1,4 @@
-# Two commands do all set-up on a fresh machine with Python >= 3.10:
+# Two commands do all set-up on a fresh machine with Python >= 3.11:
 #   make demo   -> install into .venv, run configs/demo.toml on 2 MPI ranks
 #   make test   -> install into .venv, run the whole test suite (MPI tests included)
 PYTHON   ?= $(shell command -v python3.11 || command -v python3)

@@ -1,8 +1,8 @@
 r"""Compare a finished (or running) run with published values: ``distnqs report D``.
 
 Reads ``D/config.toml`` and ``D/summary.json`` and looks the run's lattice,
-model and field up in ``literature.json`` of the reference directory
-(``$DISTNQS_REFERENCE_DIR``, else ``shared/reference`` beside the repository).
+model and field up in the package's ``literature.json``
+(:func:`distnqs.reference_data.literature`; sources in ``distnqs/data/README.md``).
 Reported, per site and in Pauli units (:math:`H_\mathrm{TFIM} = -\sum\sigma^z\sigma^z - G\sum\sigma^x`,
 :math:`H_\mathrm{Heis} = \sum\vec\sigma\cdot\vec\sigma`):
 
@@ -22,33 +22,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import tomllib
 from pathlib import Path
 
 from distnqs.errors import DistnqsError
+from distnqs.reference_data import literature
 
 PAULI_PER_SPIN_HALF = 4.0  # sigma.sigma = 4 S.S
 
 
-def reference_dir() -> Path:
-    """``$DISTNQS_REFERENCE_DIR`` or ``<repo>/../shared/reference``."""
-    env = os.environ.get("DISTNQS_REFERENCE_DIR")
-    if env:
-        return Path(env)
-    import distnqs
-
-    return Path(distnqs.__file__).resolve().parents[2] / "shared" / "reference"
-
-
 def _load_literature() -> dict:
-    path = reference_dir() / "literature.json"
-    if not path.is_file():
-        raise DistnqsError(f"literature values not found at {path} (set DISTNQS_REFERENCE_DIR to the directory holding literature.json)")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DistnqsError(f"cannot read {path}: {exc}") from exc
+    return literature()
 
 
 def _load_run(outdir: Path) -> tuple[dict, dict]:
@@ -101,7 +85,7 @@ def _find_entry(lit: dict, model: str, L: int, pbc: bool, ham: dict) -> tuple[di
             for row in lit.get("j1j2_square_pbc_J2_0.5", []):
                 if row.get("L") == L and "E_per_site_S" in row:
                     return row, PAULI_PER_SPIN_HALF, {}
-    raise DistnqsError(f"no literature value for {what} in {reference_dir() / 'literature.json'}")
+    raise DistnqsError(f"no literature value for {what} in the package's literature.json")
 
 
 def compare_with_literature(outdir: Path) -> dict:

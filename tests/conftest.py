@@ -14,21 +14,29 @@ import pytest
 import distnqs  # noqa: F401  (x64 and process set-up before jax)
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE_DIR = Path(os.environ.get("DISTNQS_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
+DATA_DIR = REPO / "tests" / "data"  # reference values the tests use, copied with their sources (README there)
 BIN = Path(sys.executable).parent
 
 
 def exact_reference(model: str, Lx: int, Ly: int, pbc: bool, G: float | None = None) -> dict:
-    """The entry of ../shared/reference/exact_small.json for one lattice."""
-    rows = json.loads((REFERENCE_DIR / "exact_small.json").read_text())
+    """The entry of tests/data/exact_small.json for one lattice."""
+    rows = exact_small()
     for r in rows:
         if r["model"] == model and r["Lx"] == Lx and r["Ly"] == Ly and r["pbc"] == pbc and (G is None or abs(r.get("G", 0) - G) < 1e-9):
             return r
     raise KeyError((model, Lx, Ly, pbc, G))
 
 
+def exact_small() -> list[dict]:
+    """All rows of tests/data/exact_small.json (Lanczos ground states, Pauli units, J = 1)."""
+    return json.loads((DATA_DIR / "exact_small.json").read_text())
+
+
 def literature() -> dict:
-    return json.loads((REFERENCE_DIR / "literature.json").read_text())
+    """The package's literature values (distnqs/data/literature.json)."""
+    from distnqs.reference_data import literature as packaged
+
+    return packaged()
 
 
 def mpirun_available() -> bool:

@@ -1,19 +1,18 @@
 """Wolff Monte Carlo and exact results for the classical 2D Ising model H = -sum_<ij> s_i s_j (periodic, k_B = 1).
 
 References: exact enumeration (3x3, 4x4), the row transfer matrix, and the exact
-8x8 values in shared/reference/literature.json (key "classical_ising_8x8_pbc").
+8x8 values in the package data distnqs/data/literature.json (key "classical_ising_8x8_pbc").
 """
 
-import json
-import os
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import distnqs  # noqa: F401  (float64 before jax)
 import jax
+
+from conftest import literature
 
 from distnqs.generative.ising.exact import enumerate_configs, exact_enumeration, exact_transfer_matrix
 from distnqs.generative.ising.wolff import (
@@ -30,12 +29,7 @@ N_SIGMA = 4.0
 
 
 def _literature() -> dict:
-    env = os.environ.get("DISTNQS_REFERENCE_DIR")
-    base = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "reference"
-    path = base / "literature.json"
-    if not path.is_file():
-        pytest.skip(f"reference file {path} not available (set DISTNQS_REFERENCE_DIR)")
-    return json.loads(path.read_text())["classical_ising_8x8_pbc"]
+    return literature()["classical_ising_8x8_pbc"]
 
 
 # --------------------------------------------------------------------------- observables

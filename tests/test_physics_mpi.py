@@ -1,4 +1,4 @@
-"""Ground-state energies with 2 MPI ranks against exact diagonalization (../shared/reference)."""
+"""Ground-state energies with 2 MPI ranks against exact diagonalization (tests/data/exact_small.json)."""
 
 import json
 
@@ -118,7 +118,7 @@ def test_ground_state_energy_with_two_ranks(tmp_path, name, text, ref_key, bound
     e = summary["energy_per_site"]
     rel = abs((e - ref["E_per_site"]) / ref["E_per_site"])
     assert rel <= bound, f"{name}: E/N = {e} vs exact {ref['E_per_site']} (relative error {rel:.2e} > {bound})"
-    # the run's own reference (NetKet ED) agrees with the shared reference file
+    # the run's own reference (NetKet ED) agrees with the reference file
     assert summary["reference"]["energy_per_site"] == pytest.approx(ref["E_per_site"], rel=1e-9)
     assert "relative error" in proc.stdout
     if ref_key[0] == "tfim":  # <m^2> against the exact value (statistical error bars)

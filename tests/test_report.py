@@ -1,6 +1,6 @@
 """``distnqs report D``: a run's energy against literature.json, in Pauli units.
 
-The expected numbers are computed here from ../shared/reference/literature.json
+The expected numbers are computed here from the package's literature.json
 (never typed in), so a wrong unit conversion, a wrong entry or a wrong
 relative error makes these tests fail.
 """
@@ -12,15 +12,10 @@ import json
 import pytest
 import tomli_w
 
-from conftest import REFERENCE_DIR, literature
+from conftest import literature
 from distnqs.cli import main
 from distnqs.errors import DistnqsError
 from distnqs.report import PAULI_PER_SPIN_HALF, compare_with_literature, format_report
-
-
-@pytest.fixture(autouse=True)
-def _reference_dir(monkeypatch):
-    monkeypatch.setenv("DISTNQS_REFERENCE_DIR", str(REFERENCE_DIR))
 
 
 def fake_run(path, hamiltonian: dict, L: int, energy: float, error: float = 1e-5, abs_m: float | None = None, pbc=False):

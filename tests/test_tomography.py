@@ -1,7 +1,7 @@
 """Tests of distnqs.generative.tomography: POVM algebra, exact data, CVAE, CLI.
 
 Exact references: brute-force Kronecker-product density matrices, the
-reference file ../shared/reference/exact_small.json (16-site open TFIM chain),
+reference file tests/data/exact_small.json (16-site open TFIM chain),
 NetKet's Lanczos, and the ED solver itself for the MPS/DMRG path.
 """
 
@@ -17,10 +17,10 @@ import scipy.stats
 
 import distnqs  # noqa: F401  (float64 on)
 from distnqs.generative.tomography import cvae, data, observables
-from distnqs.generative.tomography.povm import PAULI, default_literature_path, product_estimator, tetrahedral_povm
+from conftest import exact_small, literature
+from distnqs.generative.tomography.povm import PAULI, product_estimator, tetrahedral_povm
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = default_literature_path().parent
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def _chisquare_pvalue(counts, expected, min_expected=5.0):
 
 
 def test_povm_completeness_overlap_and_dual_frame(povm):
-    vectors = json.loads((REFERENCE / "literature.json").read_text())["tetrahedral_povm"]["s"]
+    vectors = literature()["tetrahedral_povm"]["s"]
     np.testing.assert_allclose(povm.vectors, vectors)
     np.testing.assert_allclose(povm.elements.sum(axis=0), np.eye(2), atol=1e-12)  # sum_a M_a = 1
     for a in range(4):
@@ -126,7 +126,7 @@ def test_renyi_u_statistic_equals_pair_average(povm):
 
 
 def test_ed_matches_reference_values():
-    ref = next(e for e in json.loads((REFERENCE / "exact_small.json").read_text())
+    ref = next(e for e in exact_small()
                if e["model"] == "tfim" and e["Ly"] == 1 and not e["pbc"])
     energy, psi = data.ground_state_ed(ref["N"], ref["G"])
     assert abs(energy - ref["E_total"]) < 1e-9

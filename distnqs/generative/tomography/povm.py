@@ -15,8 +15,8 @@ Conventions (used by the whole :mod:`distnqs.generative.tomography` package):
 Single-qubit POVM: :math:`M_a = \tfrac14 (1 + \vec s_a \cdot \vec\sigma)` with
 the four unit vectors :math:`\vec s_a` of a regular tetrahedron
 (:math:`\sum_a \vec s_a = 0`, :math:`\vec s_a \cdot \vec s_b = -1/3` for
-:math:`a \ne b`). The vectors are read from the reference file
-``literature.json`` (key ``tetrahedral_povm``), never typed in by hand.
+:math:`a \ne b`). The vectors are read from the package data
+``distnqs/data/literature.json`` (key ``tetrahedral_povm``), never typed in by hand.
 
 Overlap matrix and dual frame:
 
@@ -55,27 +55,24 @@ PAULI = {
 _POVM_KEY = "tetrahedral_povm"
 
 
-def default_literature_path() -> Path:
-    """Path of ``literature.json``: ``$DISTNQS_REFERENCE/literature.json`` if set,
-    else ``<repository>/../shared/reference/literature.json`` (the project layout)."""
-    env = os.environ.get("DISTNQS_REFERENCE")
-    if env:
-        return Path(env) / "literature.json"
-    return Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "literature.json"
-
-
 def load_tetrahedral_vectors(path: str | os.PathLike | None = None) -> np.ndarray:
     """The four Bloch vectors :math:`\\vec s_a` (shape ``(4, 3)``) from the
-    reference file's ``tetrahedral_povm.s`` entry. Raises ConfigError when the
+    ``tetrahedral_povm.s`` entry of the package's ``literature.json``, or of the
+    JSON file ``path`` (the ``povm_file`` option). Raises ConfigError when the
     file or the key is missing or the vectors are not a 4 x 3 table."""
-    path = Path(path) if path is not None else default_literature_path()
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"POVM reference file not found: {path} (set DISTNQS_REFERENCE or povm_file)") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read POVM reference file {path}: {exc}") from None
+    if path is None:
+        from distnqs.reference_data import literature
+
+        path, data = "distnqs/data/literature.json", literature()
+    else:
+        path = Path(path)
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"POVM file not found: {path} (data.povm_file)") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read POVM file {path}: {exc}") from None
     try:
         vectors = np.asarray(data[_POVM_KEY]["s"], dtype=float)
     except (KeyError, TypeError, ValueError):
