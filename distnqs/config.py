@@ -19,32 +19,115 @@ import json
 import tomllib
 from pathlib import Path
 
+from distnqs import schema
 from distnqs.errors import ConfigError
+from distnqs.schema import REQUIRED, Key
 
 TABLES = ("lattice", "hamiltonian", "ansatz", "sampler", "optimizer", "observables", "run")
-SCALARS = {"name": str, "seed": int, "n_steps": int}
 PHYSICS_KEYS = ("lattice", "hamiltonian", "ansatz", "seed")
 
-DEFAULTS = {
-    "name": "distnqs",
-    "seed": 0,
-    "n_steps": 300,
-    "ansatz": {"model": "rbm", "alpha": 1},
-    "sampler": {"kind": "metropolis_local", "n_samples": 1024, "n_chains": 16, "n_discard": 16},
-    "optimizer": {"kind": "sgd", "learning_rate": 0.01, "sr": True, "diag_shift": 0.01},
-    "observables": {"magnetization": True},
-    "run": {
-        "chunk_size": 0,  # 0: no chunking
-        "checkpoint_every": 50,
-        "keep_checkpoints": 2,
-        "print_every": 10,
-        "reference": True,  # exact diagonalization when N <= 20
-        "eval_steps": 0,  # extra sampling-only steps with the final parameters for summary.json
-        "fast_update": True,  # use the ansatz's look-up tables (RBM) in Metropolis moves and local energies
+# ---------------------------------------------------------------------------
+# The schema: every key of every table, with its type, range and default.
+# A default of UNSET leaves the key out of the resolved config (its builder
+# has a default); REQUIRED keys must be given. To add a key, add one line here.
+# ---------------------------------------------------------------------------
+_INT32 = 2**31 - 1
+_DTYPES = ("float32", "float64", "complex64", "complex128")
+
+SCALARS_SCHEMA = {
+    "name": Key("str", "distnqs"),
+    "seed": Key("int", 0, min=0, max=_INT32),
+    "n_steps": Key("int", 300, min=0, max=10**9),
+}
+SCALARS = {"name": str, "seed": int, "n_steps": int}
+
+LATTICE = {
+    "kind": Key("str", choices=("square", "chain")),
+    "L": Key("int", min=1, max=2**16),
+    "Lx": Key("int", min=1, max=2**16),
+    "Ly": Key("int", min=1, max=2**16),
+    "pbc": Key("bool"),
+}
+
+# [hamiltonian]: ``model`` picks one of these tables of options.
+HAMILTONIANS = {
+    "tfim": {"G": Key("number", REQUIRED), "J": Key("number")},
+    "heisenberg": {"J": Key("number"), "sign_rule": Key("bool"), "total_sz": Key("number", min=-2**16, max=2**16)},
+    "j1j2": {
+        "J": Key("number"), "J1": Key("number"), "J2": Key("number", REQUIRED),
+        "sign_rule": Key("bool"), "total_sz": Key("number", min=-2**16, max=2**16),
     },
 }
-RUN_OPTIONS = set(DEFAULTS["run"])
-OBSERVABLE_OPTIONS = {"magnetization"}
+
+# [ansatz]: ``model`` picks one of these (``netket.<Name>`` models are checked by their constructor).
+_ANSATZ_COMMON = {"param_dtype": Key("str", choices=_DTYPES), "init_std": Key("number", min=0, max=1e3)}
+ANSATZES = {
+    "rbm": {**_ANSATZ_COMMON, "alpha": Key("number", min=0, min_open=True, max=2**16),
+            "use_visible_bias": Key("bool"), "use_hidden_bias": Key("bool")},
+    "ffnn": {**_ANSATZ_COMMON, "alpha": Key("number", min=0, min_open=True, max=2**16), "layers": Key("int", min=1, max=256)},
+    "cnn": {**_ANSATZ_COMMON, "shape": Key("list[int]", min=1, max=2**16, nonempty=True), "pbc": Key("bool"),
+            "features": Key("list[int]", min=1, max=2**16, nonempty=True), "kernel_size": Key("int", min=1, max=2**10)},
+    "naqs": {**_ANSATZ_COMMON, "Lx": Key("int", min=1, max=2**16), "Ly": Key("int", min=1, max=2**16),
+             "depth": Key("int", min=1, max=256), "features": Key("int", min=1, max=2**16),
+             "kernel_size": Key("int", min=1, max=2**10), "activation": Key("str"),
+             "marshall_sign": Key("bool"), "zero_magnetization": Key("bool"), "cached": Key("bool"),
+             "output_scale": Key("number"), "phase_scale": Key("number"), "phase": Key("bool"),
+             "dtype": Key("str", choices=_DTYPES)},
+}
+
+SAMPLER = {
+    "kind": Key("str", "metropolis_local", choices=("metropolis_local", "metropolis_exchange", "gibbs", "direct")),
+    "n_samples": Key("int", 1024, min=1, max=2**40),
+    "n_chains": Key("int", 16, min=1, max=2**40),
+    "n_discard": Key("int", 16, min=0, max=10**9),
+    "sweep_size": Key("int", min=1, max=10**9),
+}
+
+OPTIMIZER = {
+    "kind": Key("str", "sgd", choices=("sgd", "adam")),
+    "learning_rate": Key("number", 0.01, min=0, min_open=True),
+    "schedule": Key("str", choices=("constant", "linear", "cosine")),
+    "learning_rate_final": Key("number", min=0),
+    # horizon of the learning-rate schedule in absolute steps (default: n_steps at the first start)
+    "schedule_steps": Key("int", min=1, max=10**9),
+    "sr": Key("bool", True),
+    "diag_shift": Key("number", 0.01, min=0),
+    "diag_shift_final": Key("number", min=0, min_open=True),
+    # horizon of the diag_shift decay (default: n_steps at the first start)
+    "diag_shift_steps": Key("int", min=1, max=10**9),
+    "solver": Key("str", choices=("cg", "dense")),
+    "cg_maxiter": Key("int", min=1, max=10**6),
+    "cg_tol": Key("number", min=0, min_open=True),
+    "b1": Key("number", min=0, max=0.999999),
+    "b2": Key("number", min=0, max=0.999999),
+}
+
+OBSERVABLES = {"magnetization": Key("bool", True)}
+
+RUN = {
+    "chunk_size": Key("int", 0, min=0, max=2**40),  # 0: no chunking
+    "checkpoint_every": Key("int", 50, min=0, max=10**9),
+    "keep_checkpoints": Key("int", 2, min=1, max=10**6),
+    "print_every": Key("int", 10, min=0, max=10**9),
+    "reference": Key("bool", True),  # exact diagonalization when N <= 20
+    "eval_steps": Key("int", 0, min=0, max=10**6),  # extra sampling-only steps with the final parameters for summary.json
+    "fast_update": Key("bool", True),  # use the ansatz's look-up tables (RBM) in Metropolis moves and local energies
+    # keys of the device selection and the divergence guard (filled in by their own code)
+    "device": Key("str", choices=("auto", "cpu", "gpu")),
+    "on_divergence": Key("str", choices=("stop", "rollback")),
+    "max_rollbacks": Key("int", min=0, max=10**6),
+    "consistency_every": Key("int", min=0, max=10**9),
+}
+
+FILLED_TABLES = {"sampler": SAMPLER, "optimizer": OPTIMIZER, "observables": OBSERVABLES, "run": RUN}
+
+DEFAULTS = {
+    **schema.defaults(SCALARS_SCHEMA),
+    "ansatz": {"model": "rbm", "alpha": 1},
+    **{name: schema.defaults(table) for name, table in FILLED_TABLES.items()},
+}
+RUN_OPTIONS = set(RUN)
+OBSERVABLE_OPTIONS = set(OBSERVABLES)
 
 
 def _merge(defaults: dict, given: dict) -> dict:
@@ -59,39 +142,60 @@ def _merge(defaults: dict, given: dict) -> dict:
     return out
 
 
+def _check_hamiltonian(table: dict) -> None:
+    model = table.get("model")
+    if model is None:
+        raise ConfigError("[hamiltonian] needs model (one of: " + ", ".join(HAMILTONIANS) + ")")
+    if not isinstance(model, str) or model not in HAMILTONIANS:
+        raise ConfigError(f"unknown hamiltonian model {model!r}; choose one of: {', '.join(HAMILTONIANS)}")
+    rest = {k: v for k, v in table.items() if k != "model"}
+    schema.check_table("[hamiltonian]", HAMILTONIANS[model], rest, fill=False, unknown=f"[hamiltonian] model {model} has no option")
+
+
+def _check_ansatz(table: dict) -> None:
+    model = table.get("model")
+    if model is None:
+        raise ConfigError('[ansatz] needs model (e.g. model = "rbm")')
+    if not isinstance(model, str):
+        raise ConfigError(f"[ansatz] model must be a string, got {model!r}")
+    if model.startswith("netket."):
+        return  # checked by the netket model's constructor
+    if model not in ANSATZES:
+        return  # build_model names the known models
+    rest = {k: v for k, v in table.items() if k != "model"}
+    schema.check_table("[ansatz]", ANSATZES[model], rest, fill=False, unknown=f"ansatz {model} has no option")
+
+
+def _check_lattice(table: dict) -> None:
+    schema.check_table("[lattice]", LATTICE, table, fill=False)
+    Lx = table.get("Lx", table.get("L"))
+    if Lx is None:
+        raise ConfigError("[lattice] needs Lx (or L)")
+    Ly = table.get("Ly", 1 if table.get("kind", "square") == "chain" else Lx)
+    if Lx * Ly > 2**24:
+        raise ConfigError(f"[lattice] {Lx}x{Ly} = {Lx * Ly} sites is more than distnqs supports ({2**24})")
+
+
 def resolve(raw: dict) -> dict:
-    """Check the document's shape and fill defaults; returns a new dict."""
+    """Check every key against the schema and fill defaults; returns a new dict."""
     if not isinstance(raw, dict):
         raise ConfigError("a config is a TOML document (a table of keys)")
     unknown = set(raw) - set(TABLES) - set(SCALARS)
     if unknown:
         raise ConfigError(f"unknown config key {sorted(unknown)[0]!r} (known: {', '.join(list(SCALARS) + list(TABLES))})")
-    for key, typ in SCALARS.items():
-        if key in raw and (not isinstance(raw[key], typ) or isinstance(raw[key], bool)):
-            raise ConfigError(f"{key} must be of type {typ.__name__}, got {raw[key]!r}")
     for table in TABLES:
         if table in raw and not isinstance(raw[table], dict):
             raise ConfigError(f"[{table}] must be a table")
     for table in ("lattice", "hamiltonian"):
         if table not in raw:
             raise ConfigError(f"the config needs a [{table}] table")
+    schema.check_table("", SCALARS_SCHEMA, {k: v for k, v in raw.items() if k in SCALARS}, fill=False)
     cfg = _merge(DEFAULTS, raw)
-    if cfg["n_steps"] < 0:
-        raise ConfigError(f"n_steps must be >= 0, got {cfg['n_steps']}")
-    bad = set(cfg["run"]) - RUN_OPTIONS
-    if bad:
-        raise ConfigError(f"[run] has no option {sorted(bad)[0]!r} (options: {', '.join(sorted(RUN_OPTIONS))})")
-    bad = set(cfg["observables"]) - OBSERVABLE_OPTIONS
-    if bad:
-        raise ConfigError(f"[observables] has no option {sorted(bad)[0]!r} (options: {', '.join(sorted(OBSERVABLE_OPTIONS))})")
-    for key in ("checkpoint_every", "keep_checkpoints", "print_every", "chunk_size", "eval_steps"):
-        value = cfg["run"][key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"[run] {key} must be a non-negative integer, got {value!r}")
-    if not isinstance(cfg["run"]["fast_update"], bool):
-        raise ConfigError(f"[run] fast_update must be true or false, got {cfg['run']['fast_update']!r}")
-    if cfg["run"]["keep_checkpoints"] < 1:
-        raise ConfigError("[run] keep_checkpoints must be >= 1")
+    _check_lattice(cfg["lattice"])
+    _check_hamiltonian(cfg["hamiltonian"])
+    _check_ansatz(cfg["ansatz"])
+    for name, table in FILLED_TABLES.items():
+        cfg[name] = schema.check_table(f"[{name}]", table, cfg[name], fill=True)
     return cfg
 
 
@@ -133,3 +237,92 @@ def dumps_toml(cfg: dict) -> str:
         return {k: clean(v) if isinstance(v, dict) else v for k, v in d.items() if v is not None}
 
     return tomli_w.dumps(clean(cfg))
+
+
+# ---------------------------------------------------------------------------
+# Resume: schedules in absolute steps, changed keys listed and recorded
+# ---------------------------------------------------------------------------
+
+HISTORY_FILE = "config_history.jsonl"
+RESUME_TABLES = ("optimizer", "sampler", "run")
+# optimizer key of a schedule's horizon -> (is the schedule active?, what it is in words)
+HORIZONS = {
+    "schedule_steps": (lambda opt: opt.get("schedule", "constant") != "constant", "learning-rate schedule"),
+    "diag_shift_steps": (lambda opt: bool(opt.get("sr")) and opt.get("diag_shift_final") is not None, "diag_shift decay"),
+}
+
+
+def _horizon(opt: dict, key: str, n_steps: int) -> int:
+    return int(opt.get(key, n_steps))
+
+
+def resume_plan(cfg: dict, previous: dict | None, reschedule: bool = False) -> tuple[dict, list[str], dict]:
+    """The config of this start with every schedule's horizon in absolute steps.
+
+    A first start (``previous`` None) or ``reschedule`` puts each active
+    schedule's horizon at ``n_steps``; a resume keeps the horizons of the
+    previous start (``previous``: its resolved config), so a longer
+    ``n_steps`` continues with each schedule's final value. A horizon given
+    in the config itself always wins. Returns (cfg, notes, changes) with
+    ``changes`` = {"[table] key": (old, new)} for ``n_steps`` and the
+    ``[optimizer]`` / ``[sampler]`` / ``[run]`` keys that differ from ``previous``.
+    """
+    cfg = copy.deepcopy(cfg)
+    opt = cfg["optimizer"]
+    n_steps = cfg["n_steps"]
+    notes = []
+    for key, (active, what) in HORIZONS.items():
+        if not active(opt) or key in opt:
+            continue
+        if previous is None or reschedule:
+            opt[key] = max(1, n_steps)
+            continue
+        opt[key] = max(1, _horizon(previous.get("optimizer", {}), key, previous.get("n_steps", n_steps)))
+        if opt[key] < n_steps:
+            notes.append(
+                f"n_steps {previous.get('n_steps')} -> {n_steps}: the {what} ends at step {opt[key]} and keeps its final "
+                f"value for steps {opt[key]}-{n_steps - 1}; use --reschedule to stretch it over {n_steps} steps"
+            )
+    changes = {}
+    if previous is not None:
+        if previous.get("n_steps") != n_steps:
+            changes["n_steps"] = (previous.get("n_steps"), n_steps)
+        for table in RESUME_TABLES:
+            old, new = previous.get(table, {}), cfg.get(table, {})
+            for key in sorted(set(old) | set(new)):
+                if key in HORIZONS and key not in old and new.get(key) == previous.get("n_steps"):
+                    continue  # a run from before horizons were recorded: the same schedule
+                if old.get(key) != new.get(key):
+                    changes[f"[{table}] {key}"] = (old.get(key), new.get(key))
+    return cfg, notes, changes
+
+
+def previous_config(outdir) -> dict | None:
+    """The resolved config of the run in ``outdir`` when there is one to resume (else None)."""
+    from distnqs.io import checkpoint
+
+    outdir = Path(outdir)
+    if not (outdir / "config.toml").is_file() or not checkpoint.list_checkpoints(outdir):
+        return None
+    try:
+        return load(outdir / "config.toml")
+    except ConfigError:
+        return None  # reported by the run-directory check
+
+
+def describe_changes(changes: dict) -> list[str]:
+    def show(v):
+        return "(unset)" if v is None else repr(v)
+
+    return [f"{key} changed on resume: {show(old)} -> {show(new)}" for key, (old, new) in changes.items()]
+
+
+def record_changes(outdir, step: int, changes: dict) -> None:
+    """Append one line ``{"step", "time", "changes": {key: [old, new]}}`` to the run's config history."""
+    import time
+
+    line = json.dumps({"step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                       "changes": {k: list(v) for k, v in changes.items()}}, default=str)
+    with open(Path(outdir) / HISTORY_FILE, "a") as f:
+        f.write(line + "\n")
+        f.flush()

@@ -60,8 +60,20 @@ class Problem:
         )
 
 
+def check_memory(cfg: dict, lattice, ansatz) -> int:
+    """Refuse a run whose estimated memory exceeds this machine's (all ranks on it together)."""
+    import socket
+
+    from distnqs import memory
+
+    hosts = comm.allgather_object(socket.gethostname()) if comm.size() > 1 else [socket.gethostname()]
+    return memory.check(cfg, lattice, ansatz, comm.size(), ranks_here=hosts.count(socket.gethostname()))
+
+
 def build_problem(cfg: dict, hamiltonian=None, model=None) -> Problem:
     lattice = build_lattice(cfg["lattice"])
+    ansatz = Ansatz(model, lattice.n_sites) if model is not None else build_model(cfg["ansatz"], lattice)
+    check_memory(cfg, lattice, ansatz)  # before anything of the run's size is built
     if hamiltonian is None:
         hamiltonian = build_hamiltonian(cfg["hamiltonian"], lattice)
     hamiltonian = as_jax_operator(hamiltonian)
@@ -69,7 +81,6 @@ def build_problem(cfg: dict, hamiltonian=None, model=None) -> Problem:
         raise ConfigError(
             f"the Hamiltonian acts on {hamiltonian.hilbert.size} sites but the lattice has {lattice.n_sites}"
         )
-    ansatz = Ansatz(model, lattice.n_sites) if model is not None else build_model(cfg["ansatz"], lattice)
     ansatz.init(__import__("jax").random.PRNGKey(0))  # fails early on a size mismatch
     fast = bool(cfg["run"].get("fast_update", True))
     sampler = build_sampler(cfg["sampler"], lattice, hamiltonian.hilbert, ansatz, comm.size(), fast_update=fast)

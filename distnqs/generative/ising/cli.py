@@ -98,7 +98,7 @@ def _check(kind: str, where: str, value):
         return isinstance(v, int) and not isinstance(v, bool)
 
     def is_num(v):
-        return (isinstance(v, (int, float)) and not isinstance(v, bool))
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
     ok = {
         "int": is_int(value),
