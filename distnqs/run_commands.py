@@ -28,6 +28,9 @@ def run_main(argv) -> int:
         p.add_argument("config", help="TOML config file")
         p.add_argument("--outdir", required=True, help="run directory (resumed if it holds a run of the same problem)")
         p.add_argument("--restart", action="store_true", help="move an existing run in OUTDIR aside and start over")
+        p.add_argument("--reschedule", action="store_true",
+                       help="on resume with a changed n_steps, stretch the schedules over it (default: keep them, final value after)")
+        p.add_argument("--check", action="store_true", help="check the config and build the problem, then exit (OUTDIR untouched)")
         p.add_argument("--quiet", action="store_true", help="no per-step progress lines (batch logs)")
         p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
 
@@ -36,7 +39,14 @@ def run_main(argv) -> int:
     from distnqs.driver import run
 
     cfg = config.load(args.config)
-    _, code = run(cfg, args.outdir, quiet=args.quiet, restart=args.restart, stop_after=args.stop_after)
+    if args.check:
+        from distnqs.problem import build_problem
+
+        problem = build_problem(cfg)
+        print(f"distnqs: config OK: {problem.describe()}")
+        return 0
+    _, code = run(cfg, args.outdir, quiet=args.quiet, restart=args.restart, stop_after=args.stop_after,
+                  reschedule=args.reschedule)
     return code
 
 
