@@ -332,14 +332,17 @@ def _final_evaluation(problem: Problem, params, sampler_state, n_steps: int, eva
 # ---------------------------------------------------------------------------
 
 def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, hamiltonian=None, model=None,
-        stop_after: int | None = None) -> tuple[dict, int]:
+        stop_after: int | None = None, reschedule: bool = False) -> tuple[dict, int]:
     """Run (or resume) the optimization described by the resolved config ``cfg``.
 
     Returns ``(summary, exit_code)``. ``outdir=None`` runs in memory (no files).
     ``stop_after`` ends the run after that many steps of this invocation, as a
-    signal would (used by tests and for wall-time budgets).
+    signal would (used by tests and for wall-time budgets). ``reschedule``
+    stretches the schedules over a changed ``n_steps`` on resume.
     """
     cfg = config_mod.resolve(cfg) if "run" not in cfg else cfg
+    previous = comm.on_root(config_mod.previous_config, outdir) if outdir is not None and not restart else None
+    cfg, resume_notes, resume_changes = config_mod.resume_plan(cfg, previous, reschedule)
     problem = build_problem(cfg, hamiltonian=hamiltonian, model=model)
     outdir = Path(outdir) if outdir is not None else None
     comm.install_abort_hook()
@@ -364,6 +367,11 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
             warnings.warn(note, stacklevel=2)
         start = saved["step"]
         _say(f"distnqs: resuming from {saved['path'].name} (step {start})", quiet)
+    if saved is not None and resume_changes:
+        comm.on_root(config_mod.record_changes, outdir, start, resume_changes)
+    for line in resume_notes + config_mod.describe_changes(resume_changes):
+        if comm.rank() == 0:
+            print(f"distnqs: warning: {line}", file=sys.stderr, flush=True)
 
     reference = comm.on_root(_reference, problem, outdir)
     n_steps = cfg["n_steps"]

@@ -285,3 +285,80 @@ def test_a_rank_that_raises_aborts_the_whole_job_quickly(tmp_path):
     # the failing rank's traceback, or at least the abort, reaches the job's stderr
     assert "injected fault on rank 1" in proc.stderr or "Abort" in proc.stderr or "ABORT" in proc.stderr, proc.stderr[-3000:]
     assert elapsed < 120, elapsed  # includes start-up and compilation; a hang would hit the timeout
+
+
+# ---------------------------------------------------------------------------
+# Resume semantics: schedules in absolute steps, changed keys warned and recorded
+# ---------------------------------------------------------------------------
+
+def _cosine(step, horizon, lr=0.02, final=0.005):
+    import optax
+
+    return float(optax.cosine_decay_schedule(lr, horizon, alpha=final / lr)(step))
+
+
+@pytest.fixture(scope="module")
+def finished_20(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sched20")
+    run_cli(["run", str(_cfg(tmp, **{"n_steps = 24": "n_steps = 20"})), "--outdir", str(tmp / "run")], check=True)
+    return tmp / "run"
+
+
+def _copy_run(src, tmp_path):
+    import shutil
+
+    dst = tmp_path / "run"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _history(outdir):
+    path = outdir / "config_history.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_longer_n_steps_keeps_the_schedules_final_value(tmp_path, finished_20):
+    out = _copy_run(finished_20, tmp_path)
+    longer = run_cli(["run", str(_cfg(tmp_path, **{"n_steps = 24": "n_steps = 30"})), "--outdir", str(out)], check=True)
+    lr = read_log(out / "log.h5")["learning_rate"]
+    assert lr.size == 30
+    assert np.allclose(lr[:20], [_cosine(t, 20) for t in range(20)], rtol=1e-12)
+    assert np.allclose(lr[20:], 0.005, rtol=1e-12)  # the final value, not a reshaped cosine
+    assert "learning-rate schedule ends at step 20" in longer.stderr and "--reschedule" in longer.stderr
+    assert "n_steps changed on resume: 20 -> 30" in longer.stderr
+    (entry,) = _history(out)
+    assert entry["step"] == 20 and entry["changes"] == {"n_steps": [20, 30]}
+
+
+def test_reschedule_stretches_the_schedule(tmp_path, finished_20):
+    out = _copy_run(finished_20, tmp_path)
+    cfg = _cfg(tmp_path, **{"n_steps = 24": "n_steps = 30"})
+    proc = run_cli(["run", str(cfg), "--outdir", str(out), "--reschedule"], check=True)
+    lr = read_log(out / "log.h5")["learning_rate"]
+    assert np.allclose(lr[20:], [_cosine(t, 30) for t in range(20, 30)], rtol=1e-12)
+    assert not np.allclose(lr[20:], 0.005)
+    assert "[optimizer] schedule_steps changed on resume: 20 -> 30" in proc.stderr
+
+
+def test_changed_learning_rate_is_warned_and_recorded(tmp_path, finished_20):
+    out = _copy_run(finished_20, tmp_path)
+    cfg = _cfg(tmp_path, **{"n_steps = 24": "n_steps = 22", "learning_rate = 0.02": "learning_rate = 0.03",
+                            "n_discard = 2": "n_discard = 3"})
+    proc = run_cli(["run", str(cfg), "--outdir", str(out)], check=True)
+    assert "distnqs: warning: [optimizer] learning_rate changed on resume: 0.02 -> 0.03" in proc.stderr
+    assert "distnqs: warning: [sampler] n_discard changed on resume: 2 -> 3" in proc.stderr
+    (entry,) = _history(out)
+    assert entry["step"] == 20
+    assert entry["changes"]["[optimizer] learning_rate"] == [0.02, 0.03]
+    assert entry["changes"]["[sampler] n_discard"] == [2, 3]
+    assert "time" in entry
+    again = run_cli(["run", str(cfg), "--outdir", str(out)], check=True)  # finished, nothing changed
+    assert "changed on resume" not in again.stderr and len(_history(out)) == 1
+
+
+def test_same_config_resume_warns_nothing(tmp_path):
+    cfg = _cfg(tmp_path)
+    out = tmp_path / "run"
+    run_cli(["run", str(cfg), "--outdir", str(out), "--stop-after", "4"])
+    resumed = run_cli(["run", str(cfg), "--outdir", str(out), "--stop-after", "1"])
+    assert "warning" not in resumed.stderr and not _history(out)

@@ -2,7 +2,8 @@
 preconditioned by stochastic reconfiguration (:class:`distnqs.optim.sr.SR`).
 
 ``[optimizer]`` table: ``kind`` (sgd | adam), ``learning_rate``,
-``schedule`` (constant | linear | cosine) with ``learning_rate_final``,
+``schedule`` (constant | linear | cosine) with ``learning_rate_final`` reached at
+step ``schedule_steps`` (default n_steps at the first start; the final value holds after it),
 ``sr`` (true/false), ``diag_shift`` (with optional geometric decay to
 ``diag_shift_final`` over ``diag_shift_steps``, default n_steps), ``solver`` (cg | dense), ``cg_maxiter``, ``cg_tol``.
 """
@@ -18,7 +19,7 @@ from distnqs.optim.sr import SR
 
 KINDS = ("sgd", "adam")
 SCHEDULES = ("constant", "linear", "cosine")
-_OPTIONS = {"kind", "learning_rate", "schedule", "learning_rate_final", "sr", "diag_shift", "diag_shift_final", "diag_shift_steps", "solver", "cg_maxiter", "cg_tol", "b1", "b2"}
+_OPTIONS = {"kind", "learning_rate", "schedule", "learning_rate_final", "sr", "diag_shift", "diag_shift_final", "diag_shift_steps", "solver", "cg_maxiter", "cg_tol", "b1", "b2", "schedule_steps"}
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,12 @@ def build_schedule(cfg: dict, n_steps: int) -> optax.Schedule:
     if kind not in SCHEDULES:
         raise ConfigError(f"unknown learning-rate schedule {kind!r}; choose one of: {', '.join(SCHEDULES)}")
     final = float(cfg.get("learning_rate_final", lr))
+    horizon = max(1, int(cfg.get("schedule_steps", n_steps)))  # absolute steps; the final value holds after it
     if kind == "constant":
         return optax.constant_schedule(float(lr))
     if kind == "linear":
-        return optax.linear_schedule(float(lr), final, max(1, n_steps))
-    return optax.cosine_decay_schedule(float(lr), max(1, n_steps), alpha=final / float(lr))
+        return optax.linear_schedule(float(lr), final, horizon)
+    return optax.cosine_decay_schedule(float(lr), horizon, alpha=final / float(lr))
 
 
 def build_optimizer(cfg: dict, n_steps: int, chunk_size=None) -> Optimizer:
