@@ -39,8 +39,16 @@ DEFAULTS = {
         "keep_checkpoints": 2,
         "print_every": 10,
         "reference": True,  # exact diagonalization when N <= 20
-        "eval_steps": 0,  # extra sampling-only steps with the final parameters for summary.json
+        "eval_steps": 4,  # extra sampling-only steps with the final parameters for summary.json
         "fast_update": True,  # use the ansatz's look-up tables (RBM) in Metropolis moves and local energies
+        # divergence guard (distnqs.optim.guard, distnqs.driver): see the driver's docstring
+        "on_divergence": "stop",  # "stop" | "rollback"
+        "max_rollbacks": 3,
+        "consistency_every": 100,  # steps between parameter-checksum comparisons of the ranks (0: never)
+        "step_guard": "rescale",  # "rescale" | "reject" an update above a cap
+        "max_fs_length": 1.0,  # cap on the Fubini-Study length eta^2 x^T S x of an SR update (0: none)
+        "max_update_norm": 0.0,  # cap on |update| (0: none)
+        "variance_alarm": 20.0,  # reject a step whose variance exceeds this times the running median (0: off)
     },
 }
 RUN_OPTIONS = set(DEFAULTS["run"])
