@@ -46,7 +46,7 @@ DEFAULTS = {
         "max_rollbacks": 3,
         "consistency_every": 100,  # steps between parameter-checksum comparisons of the ranks (0: never)
         "step_guard": "rescale",  # "rescale" | "reject" an update above a cap
-        "max_fs_length": 1.0,  # cap on the Fubini-Study length eta^2 x^T S x of an SR update (0: none)
+        "max_fs_length": 10.0,  # cap on the Fubini-Study length eta^2 x^T S x of an SR update (0: none); demo peaks at 3.9 (step 2)
         "max_update_norm": 0.0,  # cap on |update| (0: none)
         "variance_alarm": 20.0,  # reject a step whose variance exceeds this times the running median (0: off)
     },

@@ -58,7 +58,7 @@ class GuardState(NamedTuple):
 @dataclass(frozen=True)
 class StepGuard:
     max_update_norm: float = 0.0  # 0: no cap on |update|
-    max_fs_length: float = 1.0  # 0: no cap on eta^2 x^T S x (SR only)
+    max_fs_length: float = 10.0  # 0: no cap on eta^2 x^T S x (SR only)
     mode: str = "rescale"
     variance_alarm: float = 20.0  # 0: off
 
