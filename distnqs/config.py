@@ -110,13 +110,17 @@ RUN = {
     "keep_checkpoints": Key("int", 2, min=1, max=10**6),
     "print_every": Key("int", 10, min=0, max=10**9),
     "reference": Key("bool", True),  # exact diagonalization when N <= 20
-    "eval_steps": Key("int", 0, min=0, max=10**6),  # extra sampling-only steps with the final parameters for summary.json
+    "eval_steps": Key("int", 4, min=0, max=10**6),  # extra sampling-only steps with the final parameters for summary.json
     "fast_update": Key("bool", True),  # use the ansatz's look-up tables (RBM) in Metropolis moves and local energies
-    # keys of the device selection and the divergence guard (filled in by their own code)
     "device": Key("str", choices=("auto", "cpu", "gpu")),
-    "on_divergence": Key("str", choices=("stop", "rollback")),
-    "max_rollbacks": Key("int", min=0, max=10**6),
-    "consistency_every": Key("int", min=0, max=10**9),
+    # divergence guard (distnqs.optim.guard, distnqs.driver): see the driver's docstring
+    "on_divergence": Key("str", "stop", choices=("stop", "rollback")),
+    "max_rollbacks": Key("int", 3, min=0, max=10**6),
+    "consistency_every": Key("int", 100, min=0, max=10**9),  # steps between parameter-checksum comparisons of the ranks (0: never)
+    "step_guard": Key("str", "rescale", choices=("rescale", "reject")),  # what to do with an update above a cap
+    "max_fs_length": Key("number", 10.0, min=0),  # cap on the Fubini-Study length eta^2 x^T S x of an SR update (0: none); demo peaks at 3.9
+    "max_update_norm": Key("number", 0.0, min=0),  # cap on |update| (0: none)
+    "variance_alarm": Key("number", 20.0, min=0),  # reject a step whose variance exceeds this times the running median (0: off)
 }
 
 FILLED_TABLES = {"sampler": SAMPLER, "optimizer": OPTIMIZER, "observables": OBSERVABLES, "run": RUN}

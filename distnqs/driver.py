@@ -7,13 +7,31 @@ rank. It
 2. prepares ``D`` on rank 0 (``--restart`` moves an old run aside, never
    deletes it) and refuses a changed physics config,
 3. resumes from the newest valid checkpoint (falling back past damaged ones),
-4. runs the jitted step, writing one ``log.h5`` row per step and a progress
-   line on rank 0,
-5. checkpoints every ``checkpoint_every`` steps, at the end, and after a
-   SIGTERM / SIGINT / SIGUSR1 (at the end of the current step; the job then
-   exits with :data:`EXIT_SIGNALLED`),
-6. writes ``summary.json`` (energy, per site, reference from exact
-   diagonalization when N <= 20).
+4. runs :func:`optimization_loop`: any jitted step function, followed after
+   every step by small policy objects, in this order: :class:`LogRow` (one
+   ``log.h5`` row), :class:`DivergenceGuard`, :class:`ProgressLine`,
+   :class:`ConsistencyCheck`, :class:`StopRequest`, :class:`CheckpointCadence`
+   (every ``checkpoint_every`` steps, at the end, and after a SIGTERM / SIGINT /
+   SIGUSR1), :class:`FaultInjection` (tests), :class:`StopOnRequest`,
+5. measures the final parameters' energy over ``eval_steps`` extra batches and
+   writes ``summary.json`` (strict JSON: ``null`` for a missing or non-finite
+   number; energy, per site, reference from exact diagonalization when N <= 20).
+
+Exit statuses (``run`` returns them; the CLI exits with them):
+
+- 0 (:data:`EXIT_OK`): finished.
+- 75 (:data:`EXIT_SIGNALLED`, EX_TEMPFAIL): stopped by a signal after writing a
+  checkpoint; rerun the same command to resume.
+- 65 (:data:`EXIT_DIVERGED`, EX_DATAERR): a non-finite energy, variance,
+  gradient, update or parameter (checked inside the step by
+  :mod:`distnqs.optim.guard`), with ``on_divergence = "stop"`` or after
+  ``max_rollbacks`` rollbacks. One line names the step, the quantity and its
+  value. Nothing of that step is saved and no checkpoint is written with
+  non-finite numbers, so the newest checkpoint is the last good state; do not
+  requeue unchanged (the run is deterministic and would diverge again).
+- 70 (:data:`EXIT_INCONSISTENT`, EX_SOFTWARE): the ranks' parameter checksums
+  differ (checked every ``consistency_every`` steps).
+- 2: a user error (bad config, damaged files), from the CLI; 74: I/O error.
 
 A run is a pure function of (config, number of ranks): the random key of step
 ``t`` on rank ``r`` is derived from (seed, r, t), so a resumed run with the same
@@ -28,6 +46,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +64,14 @@ from distnqs.problem import Problem, build_problem
 
 EXIT_OK = 0
 EXIT_SIGNALLED = 75  # EX_TEMPFAIL: stopped by a signal after writing a checkpoint; rerun to resume
+# EX_DATAERR: the run's numbers went bad (non-finite energy, variance, gradient, update or
+# parameters). Rerunning the same command repeats it (a run is deterministic), so a batch script
+# must not requeue: the config needs a change (learning rate, diagonal shift, on_divergence).
+EXIT_DIVERGED = 65
+# EX_SOFTWARE: the ranks hold different parameters (a bug or a hardware fault), found by the
+# consistency check; no checkpoint of that state is written.
+EXIT_INCONSISTENT = 70
+ON_DIVERGENCE = ("stop", "rollback")
 STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
 RUN_FILES = ("config.toml", "log.h5", "summary.json", "reference.json")
 
@@ -328,7 +355,314 @@ def _final_evaluation(problem: Problem, params, sampler_state, n_steps: int, eva
 
 
 # ---------------------------------------------------------------------------
-# The loop
+# Policies: small objects called after every step (NetKet-callback style)
+# ---------------------------------------------------------------------------
+
+def _strict_json(obj):
+    """``obj`` with non-finite floats as ``None`` (JSON has no NaN / Infinity) and numpy scalars as Python ones."""
+    if isinstance(obj, dict):
+        return {k: _strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict_json(v) for v in obj]
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
+
+
+def _write_summary(path: Path, summary: dict) -> None:
+    atomic_write_text(path, json.dumps(_strict_json(summary), indent=2, allow_nan=False) + "\n")
+
+
+class Outcome(NamedTuple):
+    """Why the loop ended early: status for summary.json, exit code, completed steps."""
+
+    status: str
+    code: int
+    step: int
+
+
+class StepContext:
+    """What a policy sees after one step (``step`` = its index, ``done`` = steps completed)."""
+
+    def __init__(self, step: int, state: tuple, metrics: dict, seconds: float, n_steps: int):
+        self.step, self.done, self.state, self.metrics, self.seconds, self.n_steps = step, step + 1, state, metrics, seconds, n_steps
+        self.stop_requested = False
+        self.outcome: Outcome | None = None
+        self.rollback: tuple | None = None  # (step, state, event) to continue from
+        self._row = None
+
+    @property
+    def row(self) -> dict:
+        """The log row of this step (float columns of :mod:`distnqs.io.log`)."""
+        if self._row is None:
+            m, e = self.metrics, self.metrics["energy"]
+            guard = m.get("guard", {})
+            self._row = {
+                "step": self.step,
+                "energy_mean": float(np.real(e.mean)),
+                "energy_mean_imag": float(np.imag(e.mean)),
+                "energy_error": float(e.error_of_mean),
+                "energy_variance": float(e.variance),
+                "tau_corr": float(e.tau_corr),
+                "R_hat": float(e.R_hat),
+                "acceptance": float(m["acceptance"]),
+                "learning_rate": float(m["learning_rate"]),
+                "seconds_per_step": self.seconds,
+                "samples_per_second": m.get("n_samples_total", np.nan) / self.seconds,
+                "update_norm": float(guard.get("update_norm", np.nan)),
+                "fs_length": float(guard.get("fs_length", np.nan)),
+                "guard_action": float(guard.get("action", 0)),
+                "rollbacks": float(self.state[1][1].n_rollbacks) if isinstance(self.state[1], tuple) and hasattr(self.state[1][1], "n_rollbacks") else 0.0,
+            }
+            for key in ("m", "abs_m", "m2"):
+                if key in m:
+                    self._row[key] = float(np.real(m[key].mean))
+        return self._row
+
+
+def optimization_loop(step_fn, state: tuple, start: int, n_steps: int, policies) -> tuple:
+    """Run ``step_fn(*state, t) -> (*state, metrics)`` for ``t = start..n_steps-1``.
+
+    After each step every policy's ``after_step(ctx)`` is called in order; a
+    policy ends the run by setting ``ctx.outcome`` or rewinds it by setting
+    ``ctx.rollback = (step, state, event)`` (then each policy's optional
+    ``on_rollback(step, event)`` is called). Returns ``(completed steps, state,
+    metrics of the last completed step or None, outcome or None)``.
+    """
+    step, metrics, outcome = start, None, None
+    while step < n_steps and outcome is None:
+        t0 = time.perf_counter()
+        *new_state, new_metrics = step_fn(*state, jnp.asarray(step, jnp.int32))
+        ctx = StepContext(step, tuple(new_state), jax.device_get(new_metrics), time.perf_counter() - t0, n_steps)
+        for policy in policies:
+            policy.after_step(ctx)
+            if ctx.outcome is not None or ctx.rollback is not None:
+                break
+        if ctx.rollback is not None:
+            step, state, event = ctx.rollback
+            for policy in policies:
+                getattr(policy, "on_rollback", lambda *a: None)(step, event)
+            continue
+        outcome = ctx.outcome
+        if outcome is None or outcome.step > step:  # the step completed (e.g. stopped by a signal after it)
+            step, state, metrics = step + 1, ctx.state, ctx.metrics
+    return step, state, metrics, outcome
+
+
+class LogRow:
+    """One ``log.h5`` row per step (rank 0); a rollback cuts the rows it undoes and records the event."""
+
+    def __init__(self, log, n_samples_total: int):
+        self.log, self.n_samples_total = log, n_samples_total
+
+    def after_step(self, ctx):
+        ctx.metrics.setdefault("n_samples_total", self.n_samples_total)
+        if self.log is not None:
+            self.log.append(ctx.row)
+
+    def on_rollback(self, step, event):
+        if self.log is not None:
+            self.log.truncate(step)
+            self.log.record_event(event)
+
+
+class ProgressLine:
+    """The ``[done/n] E = ...`` line every ``print_every`` steps (rank 0)."""
+
+    def __init__(self, problem: Problem, reference, start: int, n_steps: int, print_every: int, quiet: bool):
+        self.problem, self.reference, self.start, self.n_steps = problem, reference, start, n_steps
+        self.print_every, self.quiet, self.ema = max(1, print_every), quiet, None
+
+    def after_step(self, ctx):
+        if ctx.step > self.start:  # the first step of a process includes compilation
+            self.ema = ctx.seconds if self.ema is None else 0.9 * self.ema + 0.1 * ctx.seconds
+        done, n_steps, row = ctx.done, self.n_steps, ctx.row
+        if comm.rank() != 0 or self.quiet or not (done % self.print_every == 0 or done == n_steps or done == self.start + 1):
+            return
+        speed = f"{1.0 / self.ema:.1f} steps/s  ETA {_fmt_seconds((n_steps - done) * self.ema)}" if self.ema else "first step"
+        # R-hat compares Markov chains; i.i.d. direct samples have none (one sample per "chain")
+        rhat = f"  R̂ {row['R_hat']:.3f}" if self.problem.sampler.n_samples_per_chain > 1 else ""
+        rel = ""
+        if self.reference is not None:
+            rel = f"  rel.err {abs((row['energy_mean'] - self.reference['energy']) / self.reference['energy']):.2e}"
+        print(
+            f"[{done:>{len(str(n_steps))}}/{n_steps}] E = {row['energy_mean']:.6f} ± {row['energy_error']:.6f}"
+            f"  σ² = {row['energy_variance']:.4f}  acc {row['acceptance']:.2f}"
+            f"{rhat}{rel}  {speed}",
+            flush=True,
+        )
+
+
+class DivergenceGuard:
+    """Acts on the step guard's report (:mod:`distnqs.optim.guard`).
+
+    A non-finite quantity stops the run (``on_divergence = "stop"``, exit
+    :data:`EXIT_DIVERGED`) or, with ``"rollback"``, restores the last
+    checkpointed state with half the learning rate and twice the SR diagonal
+    shift, at most ``max_rollbacks`` times. Rescaled or rejected steps are
+    reported in one line each.
+    """
+
+    def __init__(self, mode: str, max_rollbacks: int, snapshots, quiet: bool):
+        self.mode, self.max_rollbacks, self.snapshots, self.quiet = mode, max_rollbacks, snapshots, quiet
+        self.events: list[dict] = []
+        self.diverged: dict | None = None
+
+    def after_step(self, ctx):
+        from distnqs.optim.guard import ACTIONS, QUANTITIES
+
+        report = ctx.metrics["guard"]
+        code, action = int(report["code"]), int(report["action"])
+        if code == 0:
+            if action:
+                _say(
+                    f"distnqs: step {ctx.done}: {ACTIONS[action]} (variance {float(ctx.metrics['energy'].variance):.4g}, "
+                    f"|update| {float(report['update_norm']):.3g}, Fubini-Study length {float(report['fs_length']):.3g}, "
+                    f"scale {float(report['scale']):.3g})",
+                    self.quiet,
+                )
+            return
+        quantity, value = QUANTITIES[code], float(report["value"])
+        guard = ctx.state[1][1]
+        if self.mode == "rollback" and int(guard.n_rollbacks) < self.max_rollbacks:
+            restored_step, (params, (tx_state, old_guard), sampler_state) = self.snapshots.last
+            new_guard = old_guard._replace(
+                lr_scale=guard.lr_scale * 0.5, shift_scale=guard.shift_scale * 2.0, n_rollbacks=guard.n_rollbacks + 1
+            )
+            event = {
+                "step": ctx.done, "quantity": quantity, "value": value, "restored_step": restored_step,
+                "learning_rate_scale": float(new_guard.lr_scale), "diag_shift_scale": float(new_guard.shift_scale),
+            }
+            self.events.append(event)
+            _say(
+                f"distnqs: diverged at step {ctx.done}: {quantity} = {value:.6g}; rolled back to step {restored_step} "
+                f"with learning rate x{event['learning_rate_scale']:g} (rollback {int(new_guard.n_rollbacks)}/{self.max_rollbacks})"
+            )
+            ctx.rollback = (restored_step, (params, (tx_state, new_guard), sampler_state), event)
+            return
+        self.diverged = {"step": ctx.done, "quantity": quantity, "value": value}
+        if comm.rank() == 0:
+            after = f" after {int(guard.n_rollbacks)} rollback(s)" if self.mode == "rollback" else ""
+            print(
+                f"distnqs: diverged at step {ctx.done}: {quantity} = {value:.6g}{after}; nothing of this step was saved "
+                f"(exit {EXIT_DIVERGED}: lower the learning rate, or set [run] on_divergence = \"rollback\")",
+                file=sys.stderr, flush=True,
+            )
+        ctx.outcome = Outcome("diverged", EXIT_DIVERGED, ctx.step)
+
+
+def params_checksum(params) -> int:
+    """56-bit integer from the sha256 of every parameter's bytes (exact in int64)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for leaf in _to_numpy_leaves(params):
+        h.update(np.ascontiguousarray(leaf).tobytes())
+    return int.from_bytes(h.digest()[:7], "little")
+
+
+class ConsistencyCheck:
+    """Every ``every`` steps the ranks compare a checksum of their parameters (min = max over ranks)."""
+
+    def __init__(self, every: int):
+        self.every = every
+
+    def after_step(self, ctx):
+        if not self.every or ctx.done % self.every or comm.size() == 1:
+            return
+        h = jnp.asarray(params_checksum(ctx.state[0]), jnp.int64)
+        high, low = int(comm.max(h)), -int(comm.max(-h))
+        if high != low:
+            if comm.rank() == 0:
+                print(
+                    f"distnqs: ranks hold different parameters after step {ctx.done} (checksums {low:#x} .. {high:#x}); "
+                    f"stopping without a checkpoint (exit {EXIT_INCONSISTENT})",
+                    file=sys.stderr, flush=True,
+                )
+            ctx.outcome = Outcome("inconsistent", EXIT_INCONSISTENT, ctx.step)
+
+
+class StopRequest:
+    """Asks all ranks whether a stop signal arrived (or ``stop_after`` is reached): ``ctx.stop_requested``."""
+
+    def __init__(self, flag, stop_after: int | None, start: int):
+        self.flag, self.stop_after, self.start = flag, stop_after, start
+
+    def after_step(self, ctx):
+        ctx.stop_requested = comm.any_true(
+            self.flag.signal is not None or (self.stop_after is not None and ctx.done - self.start >= self.stop_after)
+        )
+
+
+def _all_finite_leaves(tree) -> bool:
+    return all(np.all(np.isfinite(x)) for x in _to_numpy_leaves(tree) if np.issubdtype(x.dtype, np.inexact))
+
+
+class CheckpointCadence:
+    """Writes a checkpoint every ``every`` steps, at the end and on a stop request; keeps the last
+    written state in memory (``last``) for a rollback. Refuses non-finite state."""
+
+    def __init__(self, outdir, cfg: dict, every: int, keep: int, start: int, state: tuple):
+        self.outdir, self.cfg, self.every, self.keep = outdir, cfg, every, keep
+        self.last = (start, state)
+
+    def after_step(self, ctx):
+        if not (ctx.stop_requested or ctx.done == ctx.n_steps or (self.every and ctx.done % self.every == 0)):
+            return
+        params, opt_state, sampler_state = ctx.state
+        if not (_all_finite_leaves(params) and _all_finite_leaves(opt_state)):  # belt and braces: the step guard checks first
+            _say(f"distnqs: diverged at step {ctx.done}: parameters = non-finite; no checkpoint written (exit {EXIT_DIVERGED})")
+            ctx.outcome = Outcome("diverged", EXIT_DIVERGED, ctx.step)
+            return
+        if self.outdir is not None:
+            _save(self.outdir, ctx.done, params, opt_state, sampler_state, self.cfg, self.keep)
+        self.last = (ctx.done, ctx.state)
+
+
+class FaultInjection:
+    """Test hooks (:func:`_inject_fault`, and ``DISTNQS_FAULT_PERTURB_AT_STEP=k``: add 1e-9 to one
+    parameter of rank ``DISTNQS_FAULT_RANK`` after step k)."""
+
+    def after_step(self, ctx):
+        import os
+
+        _inject_fault(ctx.done)
+        if os.environ.get("DISTNQS_FAULT_PERTURB_AT_STEP") == str(ctx.done) and int(os.environ.get("DISTNQS_FAULT_RANK", "0")) == comm.rank():
+            params, opt_state, sampler_state = ctx.state
+            leaves, treedef = jax.tree_util.tree_flatten(params)
+            leaves[0] = leaves[0].at[(0,) * leaves[0].ndim].add(1e-9)
+            ctx.state = (jax.tree_util.tree_unflatten(treedef, leaves), opt_state, sampler_state)
+
+
+class StopOnRequest:
+    """Ends the run after a stop request (the checkpoint was written by :class:`CheckpointCadence`)."""
+
+    def __init__(self, flag):
+        self.flag = flag
+
+    def after_step(self, ctx):
+        if ctx.stop_requested and ctx.done < ctx.n_steps:
+            _say(f"distnqs: stopped after step {ctx.done} ({self.flag.signal or 'stop_after'}); checkpoint written, rerun the same command to resume")
+            ctx.outcome = Outcome("stopped", EXIT_SIGNALLED, ctx.done)
+
+
+def _run_options(run_cfg: dict) -> dict:
+    mode = run_cfg.get("on_divergence", "stop")
+    if mode not in ON_DIVERGENCE:
+        raise ConfigError(f"[run] on_divergence must be one of: {', '.join(ON_DIVERGENCE)}; got {mode!r}")
+    out = {"on_divergence": mode}
+    for key in ("max_rollbacks", "consistency_every"):
+        value = run_cfg.get(key, config_mod.DEFAULTS["run"][key])
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"[run] {key} must be a non-negative integer, got {value!r}")
+        out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------------------
+# The run lifecycle
 # ---------------------------------------------------------------------------
 
 def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, hamiltonian=None, model=None,
@@ -344,6 +678,7 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
     previous = comm.on_root(config_mod.previous_config, outdir) if outdir is not None and not restart else None
     cfg, resume_notes, resume_changes = config_mod.resume_plan(cfg, previous, reschedule)
     problem = build_problem(cfg, hamiltonian=hamiltonian, model=model)
+    options = _run_options(cfg["run"])
     outdir = Path(outdir) if outdir is not None else None
     comm.install_abort_hook()
 
@@ -387,87 +722,58 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
     if outdir is not None:
         comm.on_root(open_log)
     log = holder.get("log")
-    step_fn = problem.step.jit()
     run_cfg = cfg["run"]
-    every = run_cfg["checkpoint_every"]
-    print_every = max(1, run_cfg["print_every"])
-    metrics_host = None
-    status, code = "finished", EXIT_OK
+    state = (params, opt_state, sampler_state)
     t_begin = time.perf_counter()
-    ema = None
-    step = start
     try:
         with _StopFlag() as flag:
-            for step in range(start, n_steps):
-                t0 = time.perf_counter()
-                params, opt_state, sampler_state, metrics = step_fn(params, opt_state, sampler_state, jnp.asarray(step, jnp.int32))
-                metrics_host = jax.device_get(metrics)
-                dt = time.perf_counter() - t0
-                if step > start:  # the first step of a process includes compilation
-                    ema = dt if ema is None else 0.9 * ema + 0.1 * dt
-                done = step + 1
-                if comm.rank() == 0:
-                    e = metrics_host["energy"]
-                    row = {
-                        "step": step,
-                        "energy_mean": float(np.real(e.mean)),
-                        "energy_mean_imag": float(np.imag(e.mean)),
-                        "energy_error": float(e.error_of_mean),
-                        "energy_variance": float(e.variance),
-                        "tau_corr": float(e.tau_corr),
-                        "R_hat": float(e.R_hat),
-                        "acceptance": float(metrics_host["acceptance"]),
-                        "learning_rate": float(metrics_host["learning_rate"]),
-                        "seconds_per_step": dt,
-                        "samples_per_second": problem.step.n_samples_total / dt,
-                    }
-                    for key in ("m", "abs_m", "m2"):
-                        if key in metrics_host:
-                            row[key] = float(np.real(metrics_host[key].mean))
-                    if log is not None:
-                        log.append(row)
-                    if not quiet and (done % print_every == 0 or done == n_steps or done == start + 1):
-                        speed = f"{1.0 / ema:.1f} steps/s  ETA {_fmt_seconds((n_steps - done) * ema)}" if ema else "first step"
-                        # R-hat compares Markov chains; i.i.d. direct samples have none (one sample per "chain")
-                        rhat = f"  R̂ {row['R_hat']:.3f}" if problem.sampler.n_samples_per_chain > 1 else ""
-                        rel = ""
-                        if reference is not None:
-                            rel = f"  rel.err {abs((row['energy_mean'] - reference['energy']) / reference['energy']):.2e}"
-                        print(
-                            f"[{done:>{len(str(n_steps))}}/{n_steps}] E = {row['energy_mean']:.6f} ± {row['energy_error']:.6f}"
-                            f"  σ² = {row['energy_variance']:.4f}  acc {row['acceptance']:.2f}"
-                            f"{rhat}{rel}  {speed}",
-                            flush=True,
-                        )
-                stop = comm.any_true(flag.signal is not None or (stop_after is not None and done - start >= stop_after))
-                if outdir is not None and (stop or done == n_steps or (every and done % every == 0)):
-                    _save(outdir, done, params, opt_state, sampler_state, cfg, run_cfg["keep_checkpoints"])
-                _inject_fault(done)
-                if stop and done < n_steps:
-                    status, code = "stopped", EXIT_SIGNALLED
-                    _say(f"distnqs: stopped after step {done} ({flag.signal or 'stop_after'}); checkpoint written, rerun the same command to resume")
-                    break
+            checkpoints = CheckpointCadence(outdir, cfg, run_cfg["checkpoint_every"], run_cfg["keep_checkpoints"], start, state)
+            guard = DivergenceGuard(options["on_divergence"], options["max_rollbacks"], checkpoints, quiet)
+            policies = [
+                LogRow(log, problem.step.n_samples_total),
+                guard,
+                ProgressLine(problem, reference, start, n_steps, run_cfg["print_every"], quiet),
+                ConsistencyCheck(options["consistency_every"]),
+                StopRequest(flag, stop_after, start),
+                checkpoints,
+                FaultInjection(),
+                StopOnRequest(flag),
+            ]
+            final_step, state, metrics_host, outcome = optimization_loop(problem.step.jit(), state, start, n_steps, policies)
     finally:
         if log is not None:
             log.close()
 
-    final_step = start if metrics_host is None else step + 1
-    status = "finished" if final_step >= n_steps else "stopped"
+    params, opt_state, sampler_state = state
+    status = "finished" if final_step >= n_steps else (outcome.status if outcome is not None else "stopped")
+    code = EXIT_OK if status == "finished" else (outcome.code if outcome is not None else EXIT_SIGNALLED)
     evaluated = None
     if status == "finished" and metrics_host is not None and run_cfg["eval_steps"] > 0:
         evaluated = _final_evaluation(problem, params, sampler_state, n_steps, run_cfg["eval_steps"], quiet)
         metrics_host = {**metrics_host, **evaluated}
     summary = _summary(problem, final_step, metrics_host, reference, status, time.perf_counter() - t_begin)
     summary["final_evaluation_steps"] = run_cfg["eval_steps"] if evaluated is not None else 0
-    if metrics_host is None and outdir is not None:
+    guard_state = opt_state[1]
+    summary["guard"] = {
+        "rejected_steps": int(guard_state.n_rejected),
+        "rescaled_steps": int(guard_state.n_rescaled),
+        "rollbacks": int(guard_state.n_rollbacks),
+        "learning_rate_scale": float(guard_state.lr_scale),
+        "diag_shift_scale": float(guard_state.shift_scale),
+        "rollback_events": guard.events,  # of this invocation (log.h5 keeps all, attribute "events")
+    }
+    summary["divergence"] = guard.diverged
+    if metrics_host is None and outdir is not None and outcome is None:
         previous = comm.on_root(lambda: json.loads((outdir / "summary.json").read_text()) if (outdir / "summary.json").exists() else None)
         if previous is not None and previous.get("step") == final_step:
             summary = previous  # nothing left to do: report the finished run
     if outdir is not None:
-        comm.on_root(atomic_write_json, outdir / "summary.json", summary)
-    if summary.get("energy_per_site") is not None:
+        comm.on_root(_write_summary, outdir / "summary.json", summary)
+    if summary.get("energy_per_site") is not None and status == "finished":
         msg = f"distnqs: step {summary['step']}/{n_steps}  E/N = {summary['energy_per_site']:.8f} ± {summary['energy_per_site_error']:.8f}"
         if summary.get("reference"):
-            msg += f"  exact {summary['reference']['energy_per_site']:.8f}  relative error {summary['reference']['relative_error']:.2e}"
+            ref = summary["reference"]
+            statistical = summary["energy"]["error"] / abs(ref["energy"])
+            msg += f"  exact {ref['energy_per_site']:.8f}  relative error {ref['relative_error']:.2e} (statistical {statistical:.1e})"
         _say(msg)
     return summary, code

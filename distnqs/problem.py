@@ -16,7 +16,7 @@ from distnqs.errors import ConfigError
 from distnqs.models import Ansatz, build_model, n_parameters
 from distnqs.operators import as_jax_operator, build_hamiltonian, build_lattice
 from distnqs.operators.lattice import Lattice
-from distnqs.optim import Optimizer, build_optimizer
+from distnqs.optim import Optimizer, build_guard, build_optimizer
 from distnqs.samplers import build_sampler
 from distnqs.step import VMCStep
 
@@ -43,7 +43,7 @@ class Problem:
     def init_state(self):
         """(params, opt_state, sampler_state) at step 0; identical params on every rank."""
         params = self.init_params()
-        opt_state = self.optimizer.tx.init(params)
+        opt_state = self.optimizer.init(params)  # (optax state, guard state)
         sampler_state = self.sampler.init_state(self.ansatz.log_psi, params, comm.rank_key(self.cfg["seed"] + 1))
         return params, opt_state, sampler_state
 
@@ -85,7 +85,7 @@ def build_problem(cfg: dict, hamiltonian=None, model=None) -> Problem:
     fast = bool(cfg["run"].get("fast_update", True))
     sampler = build_sampler(cfg["sampler"], lattice, hamiltonian.hilbert, ansatz, comm.size(), fast_update=fast)
     chunk = cfg["run"].get("chunk_size") or None
-    optimizer = build_optimizer(cfg["optimizer"], cfg["n_steps"], chunk_size=chunk)
+    optimizer = build_optimizer(cfg["optimizer"], cfg["n_steps"], chunk_size=chunk, guard=build_guard(cfg["run"]))
     step = VMCStep(
         ansatz=ansatz,
         hamiltonian=hamiltonian,

@@ -8,7 +8,7 @@ r"""One VMC optimization step as a single jitted function.
     stats  = mean, error, variance, tau, R_hat  (allreduce)
     g      = 2 Re <(E_loc - E)^* O>             (allreduce)
     x      = (S + eps)^{-1} g                   (SR, optional; allreduce per S.v)
-    theta <- optax_update(x)
+    theta <- optax_update(x)                    (unless the step guard objects: distnqs.optim.guard)
 
 The energy statistics returned are those of the parameters *before* the
 update (the samples were drawn from them).
@@ -21,11 +21,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from distnqs import comm
 from distnqs.estimators import energy_gradient, statistics
 from distnqs.operators import local_energy
+from distnqs.optim.guard import guarded_update
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,21 +63,40 @@ class VMCStep:
         return flat, e_loc, metrics
 
     def __call__(self, params, opt_state, sampler_state, step):
+        """One step; ``opt_state`` is ``(optax state, GuardState)``.
+
+        ``metrics["guard"]`` reports the step guard's decision
+        (:func:`distnqs.optim.guard.guarded_update`): when a quantity is not
+        finite, or the variance alarm or the step-size cap rejects the step,
+        the parameters and optax state come back unchanged.
+        """
+        tx_state, guard_state = opt_state
         key = comm.step_key(self.seed, step)
         samples, sampler_state = self.sampler.sample(self.ansatz.log_psi, params, sampler_state, key)
         flat, e_loc, metrics = self.estimate(params, samples)
         n_total = self.n_samples_total
-        grad = energy_gradient(self.ansatz.log_psi, params, flat, e_loc, metrics["energy"].mean, n_total, self.chunk_size)
+        energy = metrics["energy"]
+        grad = energy_gradient(self.ansatz.log_psi, params, flat, e_loc, energy.mean, n_total, self.chunk_size)
+        learning_rate = jnp.asarray(self.optimizer.schedule(step), jnp.float64) * guard_state.lr_scale
         if self.optimizer.sr is not None:
-            direction = self.optimizer.sr.solve(self.ansatz.log_psi, params, flat, grad, n_total, step)
+            direction, xSx = self.optimizer.sr.solve_with_info(
+                self.ansatz.log_psi, params, flat, grad, n_total, step, guard_state.shift_scale
+            )
+            fs_length = learning_rate**2 * xSx  # Fubini-Study length of -eta x
         else:
-            direction = grad
-        updates, opt_state = self.optimizer.tx.update(direction, opt_state, params)
-        params = optax.apply_updates(params, updates)
+            direction, fs_length = grad, jnp.asarray(jnp.nan, jnp.float64)
+        updates, new_tx_state = self.optimizer.tx.update(direction, tx_state, params)
+        updates = jax.tree_util.tree_map(lambda u: u * guard_state.lr_scale.astype(u.real.dtype), updates)
+        params, accept, guard_state, report = guarded_update(
+            self.optimizer.guard, guard_state, params, updates,
+            energy=energy.mean, variance=energy.variance, grad=grad, direction=direction, fs_length=fs_length,
+        )
+        tx_state = jax.tree_util.tree_map(lambda new, old: jnp.where(accept, new, old), new_tx_state, tx_state)
         acc = comm.sum(jnp.stack([sampler_state.n_accepted, sampler_state.n_proposed]).astype(jnp.float64))
         metrics["acceptance"] = acc[0] / jnp.maximum(acc[1], 1.0)
-        metrics["learning_rate"] = jnp.asarray(self.optimizer.schedule(step), jnp.float64)
-        return params, opt_state, sampler_state, metrics
+        metrics["learning_rate"] = learning_rate
+        metrics["guard"] = report
+        return params, (tx_state, guard_state), sampler_state, metrics
 
     def evaluate(self, params, sampler_state, index):
         """Sample and estimate with fixed ``params`` (no update): the final evaluation.

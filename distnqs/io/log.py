@@ -3,7 +3,10 @@
 Columns: ``step``, ``energy_mean``, ``energy_mean_imag``, ``energy_error``,
 ``energy_variance``, ``tau_corr``, ``R_hat``, ``acceptance``,
 ``learning_rate``, ``seconds_per_step``, ``samples_per_second``, and
-``m``, ``abs_m``, ``m2`` when magnetization is measured. Rows are flushed
+``m``, ``abs_m``, ``m2`` when magnetization is measured, and the step guard's
+``update_norm``, ``fs_length`` (Fubini-Study length, SR only), ``guard_action``
+(index into :data:`distnqs.optim.guard.ACTIONS`) and ``rollbacks`` (count so far).
+Rollbacks are also recorded in the file attribute ``events`` (a JSON list). Rows are flushed
 every step; the file is opened in SWMR mode where the HDF5 library allows it,
 so ``h5py.File(path, "r", swmr=True)`` (or ``distnqs info``) reads it while the
 run goes on. On resume from step ``t`` every row with ``step >= t`` is cut, so
@@ -35,6 +38,10 @@ COLUMNS = (
     "m",
     "abs_m",
     "m2",
+    "update_norm",
+    "fs_length",
+    "guard_action",
+    "rollbacks",
 )
 
 
@@ -80,6 +87,22 @@ class StepLog:
             ds = self.file[name]
             ds.resize((n + 1,))
             ds[n] = float(row.get(name, np.nan))
+        self.file.flush()
+
+    def truncate(self, step: int) -> None:
+        """Drop the rows of steps >= ``step`` (a rollback undoes them)."""
+        keep = int(np.searchsorted(self.file["step"][()], step))
+        for name in COLUMNS:
+            self.file[name].resize((keep,))
+        self.file.flush()
+
+    def record_event(self, event: dict) -> None:
+        """Append ``event`` to the JSON list in the file attribute ``events``."""
+        import json
+
+        events = json.loads(self.file.attrs.get("events", "[]"))
+        events.append(event)
+        self.file.attrs["events"] = json.dumps(events)
         self.file.flush()
 
     def close(self) -> None:

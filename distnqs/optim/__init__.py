@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import optax
 
 from distnqs.errors import ConfigError
+from distnqs.optim.guard import GuardState, StepGuard, build_guard
 from distnqs.optim.sr import SR
 
 KINDS = ("sgd", "adam")
@@ -24,11 +25,19 @@ _OPTIONS = {"kind", "learning_rate", "schedule", "learning_rate_final", "sr", "d
 
 @dataclass(frozen=True)
 class Optimizer:
-    """An optax transformation, its schedule (for logging) and an optional SR preconditioner."""
+    """An optax transformation, its schedule (for logging), an optional SR preconditioner
+    and the step guard (:mod:`distnqs.optim.guard`).
+
+    The optimizer state is the pair ``(optax state, GuardState)``.
+    """
 
     tx: optax.GradientTransformation
     schedule: optax.Schedule
     sr: SR | None
+    guard: StepGuard = StepGuard()
+
+    def init(self, params):
+        return (self.tx.init(params), self.guard.init())
 
 
 def build_schedule(cfg: dict, n_steps: int) -> optax.Schedule:
@@ -47,7 +56,7 @@ def build_schedule(cfg: dict, n_steps: int) -> optax.Schedule:
     return optax.cosine_decay_schedule(float(lr), horizon, alpha=final / float(lr))
 
 
-def build_optimizer(cfg: dict, n_steps: int, chunk_size=None) -> Optimizer:
+def build_optimizer(cfg: dict, n_steps: int, chunk_size=None, guard: StepGuard | None = None) -> Optimizer:
     kind = cfg.get("kind", "sgd")
     if kind not in KINDS:
         raise ConfigError(f"unknown optimizer kind {kind!r}; choose one of: {', '.join(KINDS)}")
@@ -79,7 +88,7 @@ def build_optimizer(cfg: dict, n_steps: int, chunk_size=None) -> Optimizer:
             cg_tol=float(cfg.get("cg_tol", 1e-10)),
             chunk_size=chunk_size,
         )
-    return Optimizer(tx, schedule, sr)
+    return Optimizer(tx, schedule, sr, guard if guard is not None else StepGuard())
 
 
-__all__ = ["KINDS", "Optimizer", "SR", "build_optimizer", "build_schedule"]
+__all__ = ["KINDS", "GuardState", "Optimizer", "SR", "StepGuard", "build_guard", "build_optimizer", "build_schedule"]

@@ -7,7 +7,8 @@ The direction then goes through an optax transformation (usually plain SGD,
 :math:`\theta \leftarrow \theta - \eta x`), so learning-rate schedules and
 clipping compose as with any gradient.
 
-Solvers: ``cg`` (matrix-free conjugate gradient; every iteration costs one
+Solvers: ``cg`` (matrix-free conjugate gradient, :mod:`distnqs.optim.cg`, with a stopping
+decision shared by all ranks; every iteration costs one
 S.v, i.e. one allreduce, plus one per step for :math:`\langle O\rangle`) and ``dense`` (forms :math:`S`, Cholesky solve;
 for models with up to a few thousand parameters).
 """
@@ -21,6 +22,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from distnqs.estimators.qgt import mean_log_derivative, qgt_dense, qgt_matvec
+from distnqs.optim.cg import conjugate_gradient, vdot_real_tree
 
 
 @dataclass(frozen=True)
@@ -46,13 +48,24 @@ class SR:
 
     def solve(self, log_psi, params, samples, grad, n_total, step=None):
         """:math:`x = (S + \\epsilon)^{-1}\\nabla E` as a pytree like ``params``."""
-        eps = self.shift(step)
+        return self.solve_with_info(log_psi, params, samples, grad, n_total, step)[0]
+
+    def solve_with_info(self, log_psi, params, samples, grad, n_total, step=None, shift_scale=1.0):
+        r"""``(x, xSx)``: the direction and :math:`x^\dagger S x` (for the step-size guard).
+
+        ``shift_scale`` multiplies :math:`\epsilon` (the divergence guard doubles it
+        after a rollback). The CG solver is :func:`distnqs.optim.cg.conjugate_gradient`:
+        its stopping decision is shared by all ranks, and a non-finite gradient gives
+        a NaN direction, never a silent zero.
+        """
+        eps = self.shift(step) * shift_scale
         if self.solver == "dense":
             g_flat, unravel = ravel_pytree(grad)
             S = qgt_dense(log_psi, params, samples, n_total)
             A = S + eps * jnp.eye(S.shape[0], dtype=S.dtype)
             c, low = jax.scipy.linalg.cho_factor(A)
-            return unravel(jax.scipy.linalg.cho_solve((c, low), g_flat))
+            x = jax.scipy.linalg.cho_solve((c, low), g_flat)
+            return unravel(x), jnp.real(jnp.vdot(x, S @ x))
 
         mean_o = mean_log_derivative(log_psi, params, samples, n_total, self.chunk_size)
 
@@ -60,5 +73,5 @@ class SR:
             Sv = qgt_matvec(log_psi, params, samples, v, n_total, self.chunk_size, mean_o)
             return jax.tree_util.tree_map(lambda a, b: a + eps * b, Sv, v)
 
-        x, _ = jax.scipy.sparse.linalg.cg(matvec, grad, tol=self.cg_tol, maxiter=self.cg_maxiter)
-        return x
+        x, info = conjugate_gradient(matvec, grad, tol=self.cg_tol, maxiter=self.cg_maxiter)
+        return x, info["xAx"] - eps * vdot_real_tree(x, x)
