@@ -15,6 +15,12 @@ rank. It
 6. writes ``summary.json`` (energy, per site, reference from exact
    diagonalization when N <= 20).
 
+Before the first step the run directory is checked for writability and room
+for one checkpoint plus the log. A failed write (disk full, quota, read-only or
+removed directory) raises :class:`distnqs.errors.RunIOError` on every rank:
+``distnqs run`` prints one line and exits with :data:`EXIT_IO_ERROR`; the
+previous checkpoints are untouched and the same command resumes.
+
 A run is a pure function of (config, number of ranks): the random key of step
 ``t`` on rank ``r`` is derived from (seed, r, t), so a resumed run with the same
 number of ranks reproduces an uninterrupted one bit for bit.
@@ -37,7 +43,7 @@ from distnqs import comm
 from distnqs import config as config_mod
 from distnqs.errors import CheckpointError, ConfigError
 from distnqs.io import checkpoint
-from distnqs.io.files import atomic_write_json, atomic_write_text
+from distnqs.io.files import atomic_write_json, atomic_write_text, make_run_dir
 from distnqs.io.log import StepLog
 from distnqs.models import n_parameters
 from distnqs.operators.exact import MAX_EXACT_SITES, ground_state_energy
@@ -45,6 +51,7 @@ from distnqs.problem import Problem, build_problem
 
 EXIT_OK = 0
 EXIT_SIGNALLED = 75  # EX_TEMPFAIL: stopped by a signal after writing a checkpoint; rerun to resume
+EXIT_IO_ERROR = 74  # EX_IOERR: a write to the run directory failed; free space / fix it, rerun to resume
 STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
 RUN_FILES = ("config.toml", "log.h5", "summary.json", "reference.json")
 
@@ -131,7 +138,7 @@ def _prepare_outdir(outdir: Path, cfg: dict, restart: bool) -> str | None:
                 except ConfigError as exc:
                     raise ConfigError(f"{old_cfg} is damaged ({exc}); use --restart to start over (the old run is kept)") from exc
                 _check_same_physics(previous, cfg, outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    make_run_dir(outdir)
     atomic_write_text(outdir / "config.toml", config_mod.dumps_toml(cfg))
     return moved
 
@@ -377,6 +384,9 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
         holder["log"] = StepLog(outdir / "log.h5", resume_step=start)
 
     if outdir is not None:
+        from distnqs.io.preflight import check_run_directory
+
+        comm.on_root(check_run_directory, outdir, params, opt_state, sampler_state, comm.size(), n_steps, cfg["run"]["keep_checkpoints"])
         comm.on_root(open_log)
     log = holder.get("log")
     step_fn = problem.step.jit()
@@ -416,8 +426,6 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
                     for key in ("m", "abs_m", "m2"):
                         if key in metrics_host:
                             row[key] = float(np.real(metrics_host[key].mean))
-                    if log is not None:
-                        log.append(row)
                     if not quiet and (done % print_every == 0 or done == n_steps or done == start + 1):
                         speed = f"{1.0 / ema:.1f} steps/s  ETA {_fmt_seconds((n_steps - done) * ema)}" if ema else "first step"
                         # R-hat compares Markov chains; i.i.d. direct samples have none (one sample per "chain")
@@ -431,6 +439,8 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
                             f"{rhat}{rel}  {speed}",
                             flush=True,
                         )
+                if outdir is not None:  # on rank 0; a failed write raises on every rank
+                    comm.on_root(lambda: log.append(row))
                 stop = comm.any_true(flag.signal is not None or (stop_after is not None and done - start >= stop_after))
                 if outdir is not None and (stop or done == n_steps or (every and done % every == 0)):
                     _save(outdir, done, params, opt_state, sampler_state, cfg, run_cfg["keep_checkpoints"])

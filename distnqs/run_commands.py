@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -29,9 +30,12 @@ def run_main(argv) -> int:
         p.add_argument("--outdir", required=True, help="run directory (resumed if it holds a run of the same problem)")
         p.add_argument("--restart", action="store_true", help="move an existing run in OUTDIR aside and start over")
         p.add_argument("--quiet", action="store_true", help="no per-step progress lines (batch logs)")
+        p.add_argument("--debug", action="store_true", help="print the traceback of an error, not only its one line")
         p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
 
     args = _parse("run", argv, build)
+    if args.debug:
+        os.environ["DISTNQS_DEBUG"] = "1"
     from distnqs import config
     from distnqs.driver import run
 
