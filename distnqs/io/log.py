@@ -69,6 +69,7 @@ class StepLog:
             # the superblock and the file can no longer be opened for writing, but it
             # can still be read. Keep the rows of completed steps < resume_step.
             try:
+                _check_not_truncated(self.path)
                 old = read_log(self.path)
                 keep = int(np.searchsorted(old["step"], resume_step)) if old.get("step", np.empty(0)).size else 0
                 rows = {name: old[name][:keep] for name in COLUMNS if name in old}
@@ -148,6 +149,24 @@ class StepLog:
                 self.file.close()
         except Exception:  # noqa: BLE001 - closing during interpreter shutdown, or after a failed write
             pass
+
+
+def _check_not_truncated(path) -> None:
+    """``OSError`` when the file is shorter than the end-of-file address in its HDF5 superblock (v2/v3).
+
+    HDF5 skips this check when a file is opened for SWMR reading, and iterating
+    a truncated file then never ends: checked here before :func:`read_log`.
+    """
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head[:8] != b"\x89HDF\r\n\x1a\n":
+        raise OSError(f"{path} is not an HDF5 file")
+    if head[8] in (2, 3):
+        size_of_offsets = head[9]
+        start = 12 + 2 * size_of_offsets
+        eof = int.from_bytes(head[start:start + size_of_offsets], "little")
+        if len(head) < start + size_of_offsets or os.path.getsize(path) < eof:
+            raise OSError(f"truncated file: {os.path.getsize(path)} bytes, the superblock says {eof}")
 
 
 def estimate_bytes(n_steps: int) -> int:

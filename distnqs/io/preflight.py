@@ -11,7 +11,7 @@ that is not a file system limit is not seen).
 from __future__ import annotations
 
 import os
-import warnings
+import sys
 from pathlib import Path
 
 from distnqs.errors import RunIOError
@@ -57,9 +57,10 @@ def check_run_directory(outdir, params, opt_state, sampler_state, n_ranks: int, 
             str(outdir),
         )
     if free < want:
-        warnings.warn(
-            f"{outdir} has {_kb(free)} free; {keep} kept checkpoints plus the one being written and the log need "
+        print(
+            f"distnqs: warning: {outdir} has {_kb(free)} free; {keep} kept checkpoints plus the one being written and the log need "
             f"about {_kb(want)}: the run may stop with an I/O error (exit 74)",
-            stacklevel=2,
+            file=sys.stderr,
+            flush=True,
         )
     return {"free": free, "checkpoint": one, "log": log_bytes}
