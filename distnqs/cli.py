@@ -1,7 +1,12 @@
 """Command line: ``distnqs {run,info,plot,report,tomography,ising-vae} ...``.
 
 User mistakes (:class:`distnqs.errors.DistnqsError`) end in one line
-``distnqs: error: ...`` on stderr and exit status 2. Under MPI an unexpected
+``distnqs: error: ...`` on stderr and exit status 2. A failed write to the run
+directory (:class:`distnqs.errors.RunIOError`: disk full, quota, read-only or
+removed directory) ends in one line on rank 0 and exit status 74 on every rank
+(``EX_IOERR``; 75 is a run stopped by a signal, see :mod:`distnqs.driver`);
+the line names the checkpoint a rerun resumes from. ``distnqs run --debug``
+(or ``DISTNQS_DEBUG=1``) adds the traceback. Under MPI an unexpected
 exception on any rank aborts the whole job (see :func:`distnqs.comm.install_abort_hook`)
 so that no rank waits forever in a collective.
 """
@@ -10,12 +15,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 
 import distnqs  # noqa: F401  (process set-up before jax is imported)
-from distnqs.errors import DistnqsError
+from distnqs.errors import DistnqsError, RunIOError
 
 EXIT_USER_ERROR = 2
+EXIT_IO_ERROR = 74  # EX_IOERR (sysexits.h)
 
 # Sub-commands implemented in their own packages: name -> "module:function".
 # Each function takes the remaining argv list and returns an exit status.
@@ -65,7 +73,17 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             raise DistnqsError(f"command {name!r} is not available in this installation ({module_name} is missing)") from exc
         return int(getattr(module, func_name)(rest) or 0)
+    except RunIOError as exc:  # raised on every rank alike (comm.on_root): one line, from rank 0
+        from distnqs import comm
+
+        if comm.rank() == 0:
+            if os.environ.get("DISTNQS_DEBUG"):
+                traceback.print_exc()
+            _error(str(exc).splitlines()[0])
+        return EXIT_IO_ERROR
     except DistnqsError as exc:
+        if os.environ.get("DISTNQS_DEBUG"):
+            traceback.print_exc()
         _error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

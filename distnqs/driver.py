@@ -33,6 +33,12 @@ Exit statuses (``run`` returns them; the CLI exits with them):
   differ (checked every ``consistency_every`` steps).
 - 2: a user error (bad config, damaged files), from the CLI; 74: I/O error.
 
+Before the first step the run directory is checked for writability and room
+for one checkpoint plus the log. A failed write (disk full, quota, read-only or
+removed directory) raises :class:`distnqs.errors.RunIOError` on every rank:
+``distnqs run`` prints one line and exits with :data:`EXIT_IO_ERROR`; the
+previous checkpoints are untouched and the same command resumes.
+
 A run is a pure function of (config, number of ranks): the random key of step
 ``t`` on rank ``r`` is derived from (seed, r, t), so a resumed run with the same
 number of ranks reproduces an uninterrupted one bit for bit.
@@ -56,7 +62,7 @@ from distnqs import comm
 from distnqs import config as config_mod
 from distnqs.errors import CheckpointError, ConfigError
 from distnqs.io import checkpoint
-from distnqs.io.files import atomic_write_json, atomic_write_text
+from distnqs.io.files import atomic_write_json, atomic_write_text, make_run_dir
 from distnqs.io.log import StepLog
 from distnqs.models import n_parameters
 from distnqs.operators.exact import MAX_EXACT_SITES, ground_state_energy
@@ -72,6 +78,7 @@ EXIT_DIVERGED = 65
 # consistency check; no checkpoint of that state is written.
 EXIT_INCONSISTENT = 70
 ON_DIVERGENCE = ("stop", "rollback")
+EXIT_IO_ERROR = 74  # EX_IOERR: a write to the run directory failed; free space / fix it, rerun to resume
 STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
 RUN_FILES = ("config.toml", "log.h5", "summary.json", "reference.json")
 
@@ -158,7 +165,7 @@ def _prepare_outdir(outdir: Path, cfg: dict, restart: bool) -> str | None:
                 except ConfigError as exc:
                     raise ConfigError(f"{old_cfg} is damaged ({exc}); use --restart to start over (the old run is kept)") from exc
                 _check_same_physics(previous, cfg, outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    make_run_dir(outdir)
     atomic_write_text(outdir / "config.toml", config_mod.dumps_toml(cfg))
     return moved
 
@@ -452,20 +459,25 @@ def optimization_loop(step_fn, state: tuple, start: int, n_steps: int, policies)
 
 
 class LogRow:
-    """One ``log.h5`` row per step (rank 0); a rollback cuts the rows it undoes and records the event."""
+    """One ``log.h5`` row per step; a rollback cuts the rows it undoes and records the event.
 
-    def __init__(self, log, n_samples_total: int):
-        self.log, self.n_samples_total = log, n_samples_total
+    The log lives on rank 0 (``log`` is ``None`` elsewhere); every rank calls the
+    policy and the write goes through :func:`comm.on_root`, so a failed write
+    (disk full, read-only directory) raises on every rank, not only on rank 0.
+    """
+
+    def __init__(self, log, n_samples_total: int, enabled: bool):
+        self.log, self.n_samples_total, self.enabled = log, n_samples_total, enabled
 
     def after_step(self, ctx):
         ctx.metrics.setdefault("n_samples_total", self.n_samples_total)
-        if self.log is not None:
-            self.log.append(ctx.row)
+        if self.enabled:
+            row = ctx.row
+            comm.on_root(lambda: self.log.append(row))
 
     def on_rollback(self, step, event):
-        if self.log is not None:
-            self.log.truncate(step)
-            self.log.record_event(event)
+        if self.enabled:
+            comm.on_root(lambda: (self.log.truncate(step), self.log.record_event(event)))
 
 
 class ProgressLine:
@@ -720,6 +732,9 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
         holder["log"] = StepLog(outdir / "log.h5", resume_step=start)
 
     if outdir is not None:
+        from distnqs.io.preflight import check_run_directory
+
+        comm.on_root(check_run_directory, outdir, params, opt_state, sampler_state, comm.size(), n_steps, cfg["run"]["keep_checkpoints"])
         comm.on_root(open_log)
     log = holder.get("log")
     run_cfg = cfg["run"]
@@ -730,7 +745,7 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
             checkpoints = CheckpointCadence(outdir, cfg, run_cfg["checkpoint_every"], run_cfg["keep_checkpoints"], start, state)
             guard = DivergenceGuard(options["on_divergence"], options["max_rollbacks"], checkpoints, quiet)
             policies = [
-                LogRow(log, problem.step.n_samples_total),
+                LogRow(log, problem.step.n_samples_total, outdir is not None),
                 guard,
                 ProgressLine(problem, reference, start, n_steps, run_cfg["print_every"], quiet),
                 ConsistencyCheck(options["consistency_every"]),

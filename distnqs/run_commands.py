@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -32,9 +33,12 @@ def run_main(argv) -> int:
                        help="on resume with a changed n_steps, stretch the schedules over it (default: keep them, final value after)")
         p.add_argument("--check", action="store_true", help="check the config and build the problem, then exit (OUTDIR untouched)")
         p.add_argument("--quiet", action="store_true", help="no per-step progress lines (batch logs)")
+        p.add_argument("--debug", action="store_true", help="print the traceback of an error, not only its one line")
         p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
 
     args = _parse("run", argv, build)
+    if args.debug:
+        os.environ["DISTNQS_DEBUG"] = "1"
     from distnqs import config
     from distnqs.driver import run
 

@@ -11,14 +11,16 @@ File ``checkpoint-<step>.h5`` (step = number of completed optimization steps):
 
 ``checksum`` is the sha256 of every dataset's name, dtype, shape and bytes and
 of every other attribute: a damaged or truncated file fails :func:`read`.
-Files are written to a temporary name, flushed, fsynced and renamed; the
-newest ``keep`` are kept. Random keys are not stored: they are derived from
+Files are built in memory, written to a temporary name, fsynced and renamed; the
+newest ``keep`` are kept; a failed write raises :class:`distnqs.errors.RunIOError`
+and removes the temporary file. Random keys are not stored: they are derived from
 (seed, rank, step).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -29,7 +31,7 @@ import h5py
 import numpy as np
 
 from distnqs.errors import CheckpointError
-from distnqs.io.files import fsync_dir
+from distnqs.io.files import fsync_dir, inject_io_fault, writing
 
 FORMAT = 1
 _NAME = re.compile(r"^checkpoint-(\d+)\.h5$")
@@ -75,10 +77,18 @@ def _read_leaves(group: h5py.Group) -> list[np.ndarray]:
 
 
 def write(outdir, step: int, params_leaves, opt_leaves, sampler_leaves_per_rank, attrs: dict, keep: int = 2) -> Path:
-    """Write ``checkpoint-<step>.h5`` atomically and prune to the newest ``keep``."""
+    """Write ``checkpoint-<step>.h5`` atomically and prune to the newest ``keep``.
+
+    Any I/O failure (full disk, quota, read-only or removed directory) raises
+    :class:`distnqs.errors.RunIOError` after removing the temporary file; the
+    older checkpoints are untouched (pruning happens only after the rename).
+    """
     path = path_for(outdir, step)
     tmp = path.with_name(f".{path.name}.tmp")
-    with h5py.File(tmp, "w") as f:
+    # The HDF5 image is built in memory and written with plain file calls: a full disk then fails
+    # in one os.write (OSError), never inside HDF5's cache (which leaves unclosable objects behind).
+    image = io.BytesIO()
+    with h5py.File(image, "w") as f:
         _write_leaves(f.create_group("params"), params_leaves)
         _write_leaves(f.create_group("opt_state"), opt_leaves)
         sampler = f.create_group("sampler")
@@ -90,17 +100,27 @@ def write(outdir, step: int, params_leaves, opt_leaves, sampler_leaves_per_rank,
         for key, value in attrs.items():
             f.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
         f.attrs["checksum"] = _digest(f)
-        f.flush()
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-    for _, old in list_checkpoints(outdir)[:-keep]:
-        old.unlink(missing_ok=True)
+    with writing(path.name, outdir, cleanup=[tmp]):
+        with open(tmp, "wb") as out:
+            inject_io_fault("checkpoint", step, tmp)
+            out.write(image.getbuffer())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+        for _, old in list_checkpoints(outdir)[:-keep]:
+            old.unlink(missing_ok=True)
     return path
+
+
+def estimate_bytes(params_leaves, opt_leaves, sampler_leaves, n_ranks: int) -> int:
+    """Size of one checkpoint file: array bytes (the sampler state once per rank) plus HDF5 and attribute overhead.
+
+    The overhead (1 kB per dataset + 8 kB) is about 10% above what h5py 3 writes (measured: 19 kB for 23 datasets).
+    """
+    nbytes = lambda leaves: sum(int(np.asarray(x).nbytes) for x in leaves)  # noqa: E731
+    n_datasets = len(params_leaves) + len(opt_leaves) + n_ranks * len(sampler_leaves)
+    return nbytes(params_leaves) + nbytes(opt_leaves) + n_ranks * nbytes(sampler_leaves) + 1024 * n_datasets + 8192
 
 
 def read(path) -> dict:

@@ -15,6 +15,7 @@ the log never holds duplicated or missing steps.
 
 from __future__ import annotations
 
+import io
 import os
 import time
 import warnings
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+
+from distnqs.io.files import inject_io_fault, writing
 
 COLUMNS = (
     "step",
@@ -46,48 +49,105 @@ COLUMNS = (
 
 
 class StepLog:
-    """Append-only (after truncation on resume) step log, used on rank 0 only."""
+    """Append-only (after truncation on resume) step log, used on rank 0 only.
+
+    A failed write (full disk, read-only or removed directory) raises
+    :class:`distnqs.errors.RunIOError`. A ``log.h5`` that cannot be read on
+    resume (truncated, not HDF5) is moved aside to ``log.h5.damaged-<time>``
+    with a warning, and the new log gets one row per step before the resume
+    step holding only the step number (the other columns NaN): its rows stay
+    one per step.
+    """
 
     def __init__(self, path, resume_step: int = 0):
         self.path = Path(path)
+        self.file = None
+        with writing(self.path.name, self.path.parent, cleanup=[self._tmp]):
+            self._open(resume_step)
+
+    @property
+    def _tmp(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.tmp")
+
+    def _open(self, resume_step: int) -> None:
         rows = {}
         if self.path.exists():
             # Always rebuild: a writer killed with SIGKILL leaves the SWMR flag set in
             # the superblock and the file can no longer be opened for writing, but it
             # can still be read. Keep the rows of completed steps < resume_step.
             try:
+                _check_not_truncated(self.path)
                 old = read_log(self.path)
                 keep = int(np.searchsorted(old["step"], resume_step)) if old.get("step", np.empty(0)).size else 0
                 rows = {name: old[name][:keep] for name in COLUMNS if name in old}
-            except (OSError, KeyError, ValueError) as exc:
-                aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
+            except Exception as exc:  # noqa: BLE001 - truncated, not HDF5, missing column...: never a traceback
+                aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+                k = 1
+                while aside.exists():
+                    aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{k}")
+                    k += 1
                 self.path.rename(aside)
-                warnings.warn(f"{self.path} was unreadable ({exc}); moved to {aside.name}, starting a new log", stacklevel=2)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with h5py.File(tmp, "w", libver="latest") as f:
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                warnings.warn(
+                    f"{self.path} was unreadable ({first}); moved to {aside.name}, new log with the rows of steps "
+                    f"< {resume_step} left empty (NaN)",
+                    stacklevel=3,
+                )
+                rows = {"step": np.arange(resume_step, dtype="f8")}
+        n = rows["step"].size if rows else 0
+        image = io.BytesIO()  # built in memory: a full disk fails in one plain write, not inside HDF5
+        with h5py.File(image, "w", libver="latest") as f:
             for name in COLUMNS:
                 data = rows.get(name, np.empty(0))
-                if data.size != (rows["step"].size if rows else 0):
-                    data = np.full(rows["step"].size, np.nan)
+                if data.size != n:
+                    data = np.full(n, np.nan)
                 f.create_dataset(name, data=data.astype("f8"), maxshape=(None,), chunks=(1024,), fillvalue=np.nan)
-        os.replace(tmp, self.path)
+        with open(self._tmp, "wb") as out:
+            out.write(image.getbuffer())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(self._tmp, self.path)
         self.file = h5py.File(self.path, "a", libver="latest")
+        self._fd = self.file.id.get_vfd_handle()
+        self._datasets = {name: self.file[name] for name in COLUMNS}  # held open: no HDF5 object is freed after a failure
         try:
             self.file.swmr_mode = True
         except (ValueError, RuntimeError):
             pass
 
+    def _detach(self) -> None:
+        """After a failed write, point HDF5's file descriptor at /dev/null.
+
+        HDF5 keeps the dirty metadata of a failed flush and retries it whenever
+        an object is freed or the file closed (tracebacks from ``__dealloc__``,
+        and a crash at exit); written to /dev/null, those retries succeed and
+        the file closes cleanly. What is on disk stays as the last successful
+        flush left it (a resume rebuilds the log).
+        """
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, self._fd)
+            os.close(null)
+        except (OSError, AttributeError, TypeError):
+            pass
+
     @property
     def n_rows(self) -> int:
-        return int(self.file["step"].shape[0])
+        return int(self._datasets["step"].shape[0])
 
     def append(self, row: dict) -> None:
-        n = self.n_rows
-        for name in COLUMNS:
-            ds = self.file[name]
-            ds.resize((n + 1,))
-            ds[n] = float(row.get(name, np.nan))
-        self.file.flush()
+        with writing(self.path.name, self.path.parent):
+            try:
+                inject_io_fault("log", int(row.get("step", -1)), self.path)
+                n = self.n_rows
+                for name in COLUMNS:
+                    ds = self._datasets[name]
+                    ds.resize((n + 1,))
+                    ds[n] = float(row.get(name, np.nan))
+                self.file.flush()
+            except BaseException:
+                self._detach()
+                raise
 
     def truncate(self, step: int) -> None:
         """Drop the rows of steps >= ``step`` (a rollback undoes them)."""
@@ -107,9 +167,35 @@ class StepLog:
 
     def close(self) -> None:
         try:
-            self.file.close()
-        except Exception:  # noqa: BLE001 - closing during interpreter shutdown
+            if self.file is not None:
+                self._datasets = {}
+                self.file.close()
+        except Exception:  # noqa: BLE001 - closing during interpreter shutdown, or after a failed write
             pass
+
+
+def _check_not_truncated(path) -> None:
+    """``OSError`` when the file is shorter than the end-of-file address in its HDF5 superblock (v2/v3).
+
+    HDF5 skips this check when a file is opened for SWMR reading, and iterating
+    a truncated file then never ends: checked here before :func:`read_log`.
+    """
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head[:8] != b"\x89HDF\r\n\x1a\n":
+        raise OSError(f"{path} is not an HDF5 file")
+    if head[8] in (2, 3):
+        size_of_offsets = head[9]
+        start = 12 + 2 * size_of_offsets
+        eof = int.from_bytes(head[start:start + size_of_offsets], "little")
+        if len(head) < start + size_of_offsets or os.path.getsize(path) < eof:
+            raise OSError(f"truncated file: {os.path.getsize(path)} bytes, the superblock says {eof}")
+
+
+def estimate_bytes(n_steps: int) -> int:
+    """Size of a log of ``n_steps`` rows: chunks of 1024 float64 per column plus HDF5 overhead."""
+    chunks = max(1, -(-int(n_steps) // 1024))
+    return len(COLUMNS) * (chunks * 1024 * 8 + 1024) + 4096
 
 
 def read_log(path) -> dict[str, np.ndarray]:
