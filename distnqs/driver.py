@@ -365,23 +365,6 @@ def _final_evaluation(problem: Problem, params, sampler_state, n_steps: int, eva
 # Policies: small objects called after every step (NetKet-callback style)
 # ---------------------------------------------------------------------------
 
-def _strict_json(obj):
-    """``obj`` with non-finite floats as ``None`` (JSON has no NaN / Infinity) and numpy scalars as Python ones."""
-    if isinstance(obj, dict):
-        return {k: _strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_strict_json(v) for v in obj]
-    if isinstance(obj, (np.integer, np.bool_)):
-        return obj.item()
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    return obj
-
-
-def _write_summary(path: Path, summary: dict) -> None:
-    atomic_write_text(path, json.dumps(_strict_json(summary), indent=2, allow_nan=False) + "\n")
-
-
 class Outcome(NamedTuple):
     """Why the loop ended early: status for summary.json, exit code, completed steps."""
 
@@ -783,7 +766,7 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
         if previous is not None and previous.get("step") == final_step:
             summary = previous  # nothing left to do: report the finished run
     if outdir is not None:
-        comm.on_root(_write_summary, outdir / "summary.json", summary)
+        comm.on_root(atomic_write_json, outdir / "summary.json", summary)
     if summary.get("energy_per_site") is not None and status == "finished":
         msg = f"distnqs: step {summary['step']}/{n_steps}  E/N = {summary['energy_per_site']:.8f} ± {summary['energy_per_site_error']:.8f}"
         if summary.get("reference"):

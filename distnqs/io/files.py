@@ -18,6 +18,8 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from distnqs.errors import RunIOError
 
 _ERRNO_IN_TEXT = re.compile(r"errno\s*=\s*(\d+)")
@@ -135,9 +137,26 @@ def atomic_write_text(path, text: str, fault: str | None = None) -> None:
     atomic_write_bytes(path, text.encode(), fault=fault)
 
 
+def strict_json(obj):
+    """``obj`` with non-finite floats as ``None`` (JSON has no NaN / Infinity) and numpy scalars and
+    arrays as Python ones, so that strict readers (``json.loads(..., parse_constant=...)``, jq, JS) accept it."""
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return strict_json(obj.tolist())
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
+
+
 def atomic_write_json(path, obj) -> None:
+    """Write ``obj`` as strict JSON (see :func:`strict_json`) atomically."""
     fault = "summary" if Path(path).name == "summary.json" else None
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=float) + "\n", fault=fault)
+    atomic_write_text(path, json.dumps(strict_json(obj), indent=2, sort_keys=False, allow_nan=False, default=float) + "\n", fault=fault)
 
 
 def make_run_dir(outdir) -> None:
