@@ -32,7 +32,9 @@ def run_main(argv) -> int:
         p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
 
     args = _parse("run", argv, build)
-    from distnqs import config
+    from distnqs import comm, config
+
+    comm.check_launcher()
     from distnqs.driver import run
 
     cfg = config.load(args.config)
