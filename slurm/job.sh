@@ -4,7 +4,8 @@
 # from) and these variables, each with a default set by the .sbatch file:
 #   DISTNQS_CONFIG       the run's TOML config
 #   DISTNQS_OUTDIR       the run directory; every (re)start resumes from its newest checkpoint
-#   DISTNQS_REQUIRE_GPU  1: `distnqs doctor --require-gpu` must pass before the run starts
+#   DISTNQS_REQUIRE_GPU  1 for a GPU job (reserved for the `distnqs doctor --require-gpu` check,
+#                        not on this branch yet: distnqs doctor does not exist here)
 #   DISTNQS_MPI          srun's MPI plugin (default pmi2; the mpich wheel speaks PMI over PMI_FD)
 #   DISTNQS_VENV         the virtual environment distnqs is installed in (default .venv)
 #
@@ -27,15 +28,15 @@ export PYTHONUNBUFFERED=1
 echo "distnqs job ${SLURM_JOB_ID:-?} (start $((${SLURM_RESTART_COUNT:-0} + 1))) on ${SLURM_JOB_NODELIST:-?}," \
      "${SLURM_NTASKS:-1} task(s): $DISTNQS_CONFIG -> $DISTNQS_OUTDIR"
 
-# srun in the background so that this shell, when Slurm signals it (preemption, scontrol requeue),
-# survives to pass the signal on and to wait for the ranks' checkpoint. Slurm's --signal=USR1@T
-# (without B:) goes to the ranks directly.
+# srun in the background so that this shell survives Slurm's SIGTERM (preemption, scontrol
+# requeue) and waits for the ranks' checkpoint. Slurm sends that SIGTERM to the ranks itself; it is
+# not passed on (srun answers a SIGTERM by killing the step). Slurm's --signal=USR1@T (without B:)
+# also goes to the ranks directly; a USR1 sent to this shell (--signal=B:USR1@T, scancel --batch)
+# is passed on to srun, which forwards it to every rank.
 srun --mpi="$DISTNQS_MPI" --kill-on-bad-exit=1 distnqs run "$DISTNQS_CONFIG" --outdir "$DISTNQS_OUTDIR" &
 srun_pid=$!
-forward() { kill -s "$1" "$srun_pid" 2>/dev/null; }
-trap 'forward TERM' TERM
-trap 'forward USR1' USR1
-trap 'forward INT' INT
+trap ':' TERM INT
+trap 'kill -s USR1 "$srun_pid" 2>/dev/null' USR1
 while :; do
     wait "$srun_pid"
     status=$?
