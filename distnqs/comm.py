@@ -69,6 +69,48 @@ def world() -> Comm:
     return Comm(base.Get_rank(), base.Get_size(), base.Dup())
 
 
+def check_launcher() -> None:
+    """Refuse a job whose MPI world does not match the launcher's task count.
+
+    ``srun`` without an MPI plugin (or ``SLURM_NTASKS`` > 1 with no ``mpirun``) starts N
+    independent one-rank processes: each would run the whole job alone and all would write
+    the same run directory. Raises :class:`~distnqs.errors.DistnqsError` (one line).
+    """
+    from distnqs.errors import DistnqsError
+    from distnqs.launch import launcher_size_source
+
+    name, expected = launcher_size_source()
+    actual = world().size
+    if expected > 1 and actual != expected:
+        why = ("mpi4py is not installed" if _mpi() is None and not os.environ.get("DISTNQS_NO_MPI")
+               else "DISTNQS_NO_MPI is set" if os.environ.get("DISTNQS_NO_MPI")
+               else "srun without --mpi=pmi2/pmix, or no mpirun?")
+        raise DistnqsError(
+            f"the launcher started {expected} tasks ({name}={os.environ.get(name)}) but MPI sees {actual} rank(s) "
+            f"({why}); each task would run alone and all would write the same run directory"
+        )
+
+
+def mpi_info() -> dict:
+    """Versions of the MPI stack: MPI library, mpi4py, mpi4jax and its CUDA support (``None`` = missing)."""
+    info = {"mpi_library": None, "mpi4py": None, "mpi4jax": None, "mpi4jax_cuda": None,
+            "cuda_mpi": os.environ.get("MPI4JAX_USE_CUDA_MPI", "") not in ("", "0", "false", "False")}
+    MPI = _mpi()
+    if MPI is not None:
+        import mpi4py
+
+        info["mpi4py"] = mpi4py.__version__
+        info["mpi_library"] = MPI.Get_library_version().strip().splitlines()[0].strip()
+    try:
+        import mpi4jax
+    except ImportError:
+        return info
+    info["mpi4jax"] = mpi4jax.__version__
+    has_cuda = getattr(mpi4jax, "has_cuda_support", None)
+    info["mpi4jax_cuda"] = bool(has_cuda()) if has_cuda is not None else None
+    return info
+
+
 def rank() -> int:
     return world().rank
 

@@ -268,11 +268,17 @@ def _inject_fault(done: int) -> None:
 
     ``DISTNQS_FAULT_KILL_AT_STEP=k`` sends SIGKILL to itself (a node dying);
     ``DISTNQS_FAULT_RAISE_AT_STEP=k`` raises (a bug on one rank);
-    ``DISTNQS_FAULT_RANK`` picks the rank (default 0). Used by the resume and
-    abort tests; never set in production.
+    ``DISTNQS_FAULT_RANK`` picks the rank (default 0);
+    ``DISTNQS_FAULT_STEP_SECONDS=s`` makes every rank sleep ``s`` seconds after
+    every step (a slow machine: the Slurm tests signal a run in mid-flight
+    whatever the speed of the machine; results do not change). Used by the
+    resume, abort and Slurm tests; never set in production.
     """
     import os
 
+    pause = float(os.environ.get("DISTNQS_FAULT_STEP_SECONDS", "0") or 0)
+    if pause > 0:
+        time.sleep(pause)
     if int(os.environ.get("DISTNQS_FAULT_RANK", "0")) != comm.rank():
         return
     if os.environ.get("DISTNQS_FAULT_KILL_AT_STEP") == str(done):

@@ -39,7 +39,9 @@ def run_main(argv) -> int:
     args = _parse("run", argv, build)
     if args.debug:
         os.environ["DISTNQS_DEBUG"] = "1"
-    from distnqs import config
+    from distnqs import comm, config
+
+    comm.check_launcher()
     from distnqs.driver import run
 
     cfg = config.load(args.config)
