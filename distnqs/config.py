@@ -41,9 +41,11 @@ DEFAULTS = {
         "reference": True,  # exact diagonalization when N <= 20
         "eval_steps": 0,  # extra sampling-only steps with the final parameters for summary.json
         "fast_update": True,  # use the ansatz's look-up tables (RBM) in Metropolis moves and local energies
+        "device": "auto",  # auto | cpu | gpu: "gpu" refuses a CPU backend, "cpu" keeps jax off a GPU
     },
 }
 RUN_OPTIONS = set(DEFAULTS["run"])
+DEVICES = ("auto", "cpu", "gpu")
 OBSERVABLE_OPTIONS = {"magnetization"}
 
 
@@ -90,6 +92,8 @@ def resolve(raw: dict) -> dict:
             raise ConfigError(f"[run] {key} must be a non-negative integer, got {value!r}")
     if not isinstance(cfg["run"]["fast_update"], bool):
         raise ConfigError(f"[run] fast_update must be true or false, got {cfg['run']['fast_update']!r}")
+    if cfg["run"]["device"] not in DEVICES:
+        raise ConfigError(f"[run] device must be one of {', '.join(map(repr, DEVICES))}, got {cfg['run']['device']!r}")
     if cfg["run"]["keep_checkpoints"] < 1:
         raise ConfigError("[run] keep_checkpoints must be >= 1")
     return cfg

@@ -35,8 +35,10 @@ import numpy as np
 
 from distnqs import comm
 from distnqs import config as config_mod
+from distnqs import devices
 from distnqs.errors import CheckpointError, ConfigError
 from distnqs.io import checkpoint
+from distnqs.io import lock as run_lock
 from distnqs.io.files import atomic_write_json, atomic_write_text
 from distnqs.io.log import StepLog
 from distnqs.models import n_parameters
@@ -340,12 +342,15 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
     signal would (used by tests and for wall-time budgets).
     """
     cfg = config_mod.resolve(cfg) if "run" not in cfg else cfg
+    devices.select(cfg["run"].get("device", "auto"))
     problem = build_problem(cfg, hamiltonian=hamiltonian, model=model)
     outdir = Path(outdir) if outdir is not None else None
     comm.install_abort_hook()
 
     if outdir is not None:
+        comm.on_root(run_lock.check_free, outdir)  # before --restart may move a live job's directory
         moved = comm.on_root(_prepare_outdir, outdir, cfg, restart)
+        comm.on_root(run_lock.acquire, outdir)  # released below, at exit, or taken over when stale
         if moved:
             _say(f"distnqs: previous run moved to {moved}")
         saved = comm.on_root(checkpoint.read_newest_valid, outdir)
@@ -457,6 +462,7 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
             summary = previous  # nothing left to do: report the finished run
     if outdir is not None:
         comm.on_root(atomic_write_json, outdir / "summary.json", summary)
+        comm.on_root(run_lock.release, outdir)
     if summary.get("energy_per_site") is not None:
         msg = f"distnqs: step {summary['step']}/{n_steps}  E/N = {summary['energy_per_site']:.8f} ± {summary['energy_per_site_error']:.8f}"
         if summary.get("reference"):
