@@ -1,5 +1,7 @@
 """`distnqs doctor` and the refusals before any work: launcher vs MPI size, device, CPU binding."""
 
+import os
+
 import pytest
 
 from conftest import requires_mpi, run_cli
@@ -67,9 +69,10 @@ def test_doctor_under_mpirun():
     assert len(lines) == 2, proc.stdout
     assert lines[0].startswith("rank 0/2 ") and lines[1].startswith("rank 1/2 ")
     for line in lines:
-        assert "tasks=2" in line and "allreduce=ok" in line and "MPICH" in line or "Open MPI" in line, line
-    cores = [ln.split("cores=")[1].split("(")[0] for ln in lines]
-    assert cores[0] != cores[1] or cores[0].count(",") or "-" in cores[0], cores  # each rank its own share
+        assert "tasks=2" in line and "allreduce=ok" in line and 'mpi="-"' not in line, line
+    if len(os.sched_getaffinity(0)) >= 2:  # each rank its own share of the cores
+        cores = [ln.split("cores=")[1].split("(")[0] for ln in lines]
+        assert cores[0] != cores[1], cores
 
 
 def test_doctor_refusals():
