@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check, at most ~8 minutes on one GPU (a GPU install: make install GPU=cuda12 VENV=.venv-gpu):
+# GPU check, at most ~8 minutes on one GPU (time limits add up to 485 s + start-up) (a GPU install: make install GPU=cuda12 VENV=.venv-gpu):
 #   VENV=.venv-gpu bash benchmarks/gpu_check.sh           # on the GPU machine
 #   bash benchmarks/gpu_check.sh --smoke                  # tiny sizes, CPU allowed: checks that every part runs
 # 1. distnqs doctor --require-gpu (1 rank) and 2 ranks sharing the GPU (--share-gpu)
@@ -15,14 +15,14 @@ VENV=${VENV:-.venv}
 BIN=$PWD/$VENV/bin
 export PATH="$BIN:$PATH" PYTHONUNBUFFERED=1
 R=benchmarks/results
-SMOKE=""; REQ="--require-gpu"; STEPS=5; RBM_STEPS=20
+SMOKE=""; REQ="--require-gpu"; STEPS=5; RBM_STEPS=20; SLOW=1  # time limits x SLOW (CPU smoke runs: x4)
 B=benchmarks/results  # where bench_vs_netket.py / bench_naqs.py write
-if [ "${1:-}" = "--smoke" ]; then SMOKE="--smoke"; REQ=""; STEPS=1; RBM_STEPS=1; R=$(mktemp -d); echo "smoke: results in $R"; fi
+if [ "${1:-}" = "--smoke" ]; then SMOKE="--smoke"; REQ=""; STEPS=1; RBM_STEPS=1; SLOW=4; R=$(mktemp -d); echo "smoke: results in $R"; fi
 LOG=$R/gpu_check.log
 : > "$LOG"
 status=0
 step() {  # step NAME TIMEOUT CMD...: run one part, keep going on failure
-  local name=$1 limit=$2; shift 2
+  local name=$1 limit=$(( $2 * SLOW )); shift 2
   echo "== $name ($(date +%T)): $*" | tee -a "$LOG"
   local t0=$SECONDS
   timeout "$limit" "$@" 2>&1 | tee -a "$LOG" | tail -n 12
@@ -32,13 +32,13 @@ step() {  # step NAME TIMEOUT CMD...: run one part, keep going on failure
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee -a "$LOG" || true
 
-step doctor 60 "$BIN/distnqs" doctor $REQ --json
-"$BIN/distnqs" doctor $REQ --json 2>/dev/null | "$BIN/python" -c "import sys, json; json.dump([json.loads(l) for l in sys.stdin if l.startswith('{')], open('$R/gpu_doctor.json', 'w'), indent=2)"
-step doctor_2ranks_shared 90 env CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0} XLA_PYTHON_CLIENT_MEM_FRACTION=0.4 \
+step doctor 45 "$BIN/distnqs" doctor $REQ --json
+grep '^{' "$LOG" | "$BIN/python" -c "import sys, json; json.dump([json.loads(l) for l in sys.stdin if l.startswith('{')], open('$R/gpu_doctor.json', 'w'), indent=2)"
+step doctor_2ranks_shared 60 env CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0} XLA_PYTHON_CLIENT_MEM_FRACTION=0.4 \
   mpirun -np 2 "$BIN/distnqs" doctor $REQ --share-gpu
 
 for dt in float32 float64; do
-  step "naqs12_$dt" 120 "$BIN/python" benchmarks/gpu_check.py configs/naqs/tfim12_G3.0.toml --dtype $dt --steps $STEPS $SMOKE \
+  step "naqs12_$dt" 90 "$BIN/python" benchmarks/gpu_check.py configs/naqs/tfim12_G3.0.toml --dtype $dt --steps $STEPS $SMOKE \
     --out $R/gpu_naqs12_$dt.json
 done
 
@@ -46,17 +46,17 @@ done
 backup=$(mktemp -d)
 cp $B/rbm_sr.json $B/naqs_step.json "$backup"/ 2>/dev/null
 if [ -n "$SMOKE" ]; then
-  step rbm_vs_netket 120 "$BIN/python" benchmarks/bench_vs_netket.py --case rbm_sr --steps 1 --repeats 1 --n-samples 64 --n-chains 4 --n-discard 1
-  step naqs_vs_netket 120 "$BIN/python" benchmarks/bench_naqs.py --what step --steps 1 --repeats 1 --n-samples 16 --depth 2 --features 4
+  step rbm_vs_netket 60 "$BIN/python" benchmarks/bench_vs_netket.py --case rbm_sr --steps 1 --repeats 1 --n-samples 64 --n-chains 4 --n-discard 1
+  step naqs_vs_netket 60 "$BIN/python" benchmarks/bench_naqs.py --what step --steps 1 --repeats 1 --n-samples 16 --depth 2 --features 4
 else
-  step rbm_vs_netket 120 "$BIN/python" benchmarks/bench_vs_netket.py --case rbm_sr --steps $RBM_STEPS --repeats 1
-  step naqs_vs_netket 150 "$BIN/python" benchmarks/bench_naqs.py --what step --steps $STEPS --repeats 1
+  step rbm_vs_netket 60 "$BIN/python" benchmarks/bench_vs_netket.py --case rbm_sr --steps $RBM_STEPS --repeats 1
+  step naqs_vs_netket 60 "$BIN/python" benchmarks/bench_naqs.py --what step --steps $STEPS --repeats 1
 fi
 [ -f $B/rbm_sr.json ] && mv $B/rbm_sr.json $R/gpu_rbm_vs_netket.json
 [ -f $B/naqs_step.json ] && mv $B/naqs_step.json $R/gpu_naqs_vs_netket.json
 cp "$backup"/*.json $B/ 2>/dev/null; rm -rf "$backup"
 
-step naqs12_float32_2ranks_shared 150 env CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0} XLA_PYTHON_CLIENT_MEM_FRACTION=0.4 \
+step naqs12_float32_2ranks_shared 80 env CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0} XLA_PYTHON_CLIENT_MEM_FRACTION=0.4 \
   mpirun -np 2 "$BIN/python" benchmarks/gpu_check.py configs/naqs/tfim12_G3.0.toml --dtype float32 --steps $STEPS $SMOKE \
   --out $R/gpu_naqs12_float32_2ranks.json
 
