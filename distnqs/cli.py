@@ -1,4 +1,4 @@
-"""Command line: ``distnqs {run,info,plot,report,tomography,ising-vae} ...``.
+"""Command line: ``distnqs {run,info,plot,doctor,report,tomography,ising-vae} ...``.
 
 User mistakes (:class:`distnqs.errors.DistnqsError`) end in one line
 ``distnqs: error: ...`` on stderr and exit status 2. A failed write to the run
@@ -31,6 +31,7 @@ _COMMANDS = {
     "run": ("distnqs.run_commands:run_main", "run (or resume) a VMC job from a TOML config"),
     "info": ("distnqs.run_commands:info_main", "status, step, latest energy and checkpoints of a run directory"),
     "plot": ("distnqs.run_commands:plot_main", "PNG of energy against step for a run directory"),
+    "doctor": ("distnqs.doctor:main", "what runs where (ranks, cores, devices, MPI), checked; run it under mpirun/srun too"),
     "report": ("distnqs.run_commands:report_main", "compare a run with the literature values"),
     "tomography": ("distnqs.generative.tomography.cli:main", "conditional-VAE reconstruction from IC-POVM data"),
     "ising-vae": ("distnqs.generative.ising.cli:main", "Wolff Monte Carlo + VAE on classical Ising configurations"),

@@ -112,7 +112,7 @@ RUN = {
     "reference": Key("bool", True),  # exact diagonalization when N <= 20
     "eval_steps": Key("int", 4, min=0, max=10**6),  # extra sampling-only steps with the final parameters for summary.json
     "fast_update": Key("bool", True),  # use the ansatz's look-up tables (RBM) in Metropolis moves and local energies
-    "device": Key("str", choices=("auto", "cpu", "gpu")),
+    "device": Key("str", "auto", choices=("auto", "cpu", "gpu")),  # "gpu" refuses a CPU backend, "cpu" keeps jax off a GPU
     # divergence guard (distnqs.optim.guard, distnqs.driver): see the driver's docstring
     "on_divergence": Key("str", "stop", choices=("stop", "rollback")),
     "max_rollbacks": Key("int", 3, min=0, max=10**6),

@@ -60,8 +60,10 @@ import numpy as np
 
 from distnqs import comm
 from distnqs import config as config_mod
+from distnqs import devices
 from distnqs.errors import CheckpointError, ConfigError
 from distnqs.io import checkpoint
+from distnqs.io import lock as run_lock
 from distnqs.io.files import atomic_write_json, atomic_write_text, make_run_dir
 from distnqs.io.log import StepLog
 from distnqs.models import n_parameters
@@ -676,6 +678,7 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
     stretches the schedules over a changed ``n_steps`` on resume.
     """
     cfg = config_mod.resolve(cfg) if "run" not in cfg else cfg
+    devices.select(cfg["run"].get("device", "auto"))
     previous = comm.on_root(config_mod.previous_config, outdir) if outdir is not None and not restart else None
     cfg, resume_notes, resume_changes = config_mod.resume_plan(cfg, previous, reschedule)
     problem = build_problem(cfg, hamiltonian=hamiltonian, model=model)
@@ -684,7 +687,9 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
     comm.install_abort_hook()
 
     if outdir is not None:
+        comm.on_root(run_lock.check_free, outdir)  # before --restart may move a live job's directory
         moved = comm.on_root(_prepare_outdir, outdir, cfg, restart)
+        comm.on_root(run_lock.acquire, outdir)  # released below, at exit, or taken over when stale
         if moved:
             _say(f"distnqs: previous run moved to {moved}")
         saved = comm.on_root(checkpoint.read_newest_valid, outdir)
@@ -773,6 +778,7 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
             summary = previous  # nothing left to do: report the finished run
     if outdir is not None:
         comm.on_root(atomic_write_json, outdir / "summary.json", summary)
+        comm.on_root(run_lock.release, outdir)
     if summary.get("energy_per_site") is not None and status == "finished":
         msg = f"distnqs: step {summary['step']}/{n_steps}  E/N = {summary['energy_per_site']:.8f} ± {summary['energy_per_site_error']:.8f}"
         if summary.get("reference"):

@@ -1,5 +1,7 @@
 """`distnqs doctor` and the refusals before any work: launcher vs MPI size, device, CPU binding."""
 
+import os
+
 import pytest
 
 from conftest import requires_mpi, run_cli
@@ -44,3 +46,67 @@ def test_choose_cores(mask, local_rank, local_size, job_cores, want, kept):
 
 def test_parse_cpu_list():
     assert parse_cpu_list("0-3,8,10-11\n") == [0, 1, 2, 3, 8, 10, 11]
+
+
+def _rank_lines(proc):
+    return [ln for ln in proc.stdout.splitlines() if ln.startswith("rank ")]
+
+
+def test_doctor_alone():
+    proc = run_cli(["doctor"])
+    assert proc.returncode == 0, proc.stderr
+    lines = _rank_lines(proc)
+    assert len(lines) == 1, proc.stdout
+    for fragment in ("rank 0/1 ", "tasks=1", "backend=cpu", "jax=", "mpi4jax=", "x64=on", "allreduce=ok"):
+        assert fragment in lines[0], lines[0]
+
+
+@requires_mpi
+def test_doctor_under_mpirun():
+    proc = run_cli(["doctor"], np_=2, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = _rank_lines(proc)
+    assert len(lines) == 2, proc.stdout
+    assert lines[0].startswith("rank 0/2 ") and lines[1].startswith("rank 1/2 ")
+    for line in lines:
+        assert "tasks=2" in line and "allreduce=ok" in line and 'mpi="-"' not in line, line
+    if len(os.sched_getaffinity(0)) >= 2:  # each rank its own share of the cores
+        cores = [ln.split("cores=")[1].split("(")[0] for ln in lines]
+        assert cores[0] != cores[1], cores
+
+
+def test_doctor_refusals():
+    proc = run_cli(["doctor", "--require-gpu"])
+    _one_error_line(proc, "--require-gpu", "cpu backend")
+    assert len(_rank_lines(proc)) == 1  # the facts are still printed
+    proc = run_cli(["doctor"], env_extra={"SLURM_NTASKS": "3"})
+    _one_error_line(proc, "launcher started 3 tasks", "MPI sees 1 rank")
+
+
+def test_run_device_gpu_refused_on_cpu(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[lattice]\nkind = "chain"\nLx = 4\n[hamiltonian]\nmodel = "tfim"\nG = 1.0\n[run]\ndevice = "gpu"\n')
+    proc = run_cli(["run", str(cfg), "--outdir", str(tmp_path / "o")])
+    _one_error_line(proc, 'device = "gpu"', "cpu backend")
+    assert not (tmp_path / "o").exists()
+    cfg.write_text(cfg.read_text().replace('"gpu"', '"tpu"'))
+    _one_error_line(run_cli(["run", str(cfg), "--outdir", str(tmp_path / "o")]), "[run] device must be one of")
+
+
+def _report(rank, host="n1", gpus=(), backend="cpu", size=2, tasks=2, ok=True):
+    return {"rank": rank, "host": host, "gpus": list(gpus), "backend": backend, "size": size,
+            "launcher_tasks": tasks, "launcher_var": "PMI_SIZE", "jax": "x", "allreduce_ok": ok}
+
+
+def test_doctor_problems():
+    from distnqs.doctor import problems
+
+    good = [_report(0, gpus=["0"], backend="gpu"), _report(1, gpus=["1"], backend="gpu")]
+    assert problems(good, require_gpu=True, share_gpu=False) == []
+    shared = [_report(0, gpus=["0"], backend="gpu"), _report(1, gpus=["0"], backend="gpu")]
+    assert "share GPU 0" in problems(shared, require_gpu=True, share_gpu=False)[0]
+    assert problems(shared, require_gpu=True, share_gpu=True) == []
+    other_node = [_report(0, gpus=["0"], backend="gpu"), _report(1, host="n2", gpus=["0"], backend="gpu")]
+    assert problems(other_node, require_gpu=True, share_gpu=False) == []
+    assert "wrong result on rank(s) [1]" in problems([_report(0), _report(1, ok=False)], False, False)[0]
+    assert "launcher started 4 tasks" in problems([_report(0, size=1, tasks=4)], False, False)[0]
