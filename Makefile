@@ -10,6 +10,8 @@ PIP      := $(BIN)/python -m pip
 STAMP    := $(VENV)/.distnqs-installed$(if $(GPU),-$(GPU))
 MPI4JAX  := mpi4jax==0.9.1.post2
 NP       ?= 2
+# pytest-xdist workers for make test (2 cores: one per core; the MPI tests run 2 ranks each)
+TEST_WORKERS ?= 2
 # mpi4jax is source-only. Its build must use the mpicc of the mpich wheel, see
 # mpi4py/nanobind/setuptools (--no-build-isolation), and must not see an nvcc
 # without CUDA headers (it would try to build the CUDA extension and fail):
@@ -50,7 +52,7 @@ demo: install
 	$(BIN)/mpirun -np $(NP) $(BIN)/distnqs run configs/demo.toml --outdir runs/demo
 
 test: install
-	DISTNQS_REQUIRE_MPI=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -ra tests
+	DISTNQS_REQUIRE_MPI=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -ra -n $(TEST_WORKERS) --dist loadgroup --durations=30 tests
 
 clean-venv:
 	rm -rf $(VENV)

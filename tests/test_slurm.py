@@ -27,6 +27,8 @@ CLUSTER = REPO / "slurm" / "local-cluster.sh"
 N_STEPS = 40
 STEP_SECONDS = "1.0"  # DISTNQS_FAULT_STEP_SECONDS in the job: the job outlives Slurm's 30 s time-limit check
 SLURMCTLD_PERIOD = 30  # slurmctld checks time limits (and sends --signal) every 30 s
+# one cluster per test session: under pytest-xdist all Slurm tests run in the same worker
+pytestmark = pytest.mark.xdist_group("slurm")
 
 
 @pytest.fixture(scope="session")
