@@ -84,6 +84,19 @@ def run_script(script: str, np_: int = 2, timeout: float = 600, args: list[str] 
     return proc
 
 
+def assert_one_line_error(proc, *fragments, status: int = 2) -> str:
+    """``proc`` (a CompletedProcess) ended with ``status`` and exactly one ``distnqs: error:`` line
+    on stderr holding every fragment, and no traceback; returns that line."""
+    assert proc.returncode == status, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("distnqs: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text)
     return path

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import requires_mpi, run_cli
+from conftest import assert_one_line_error, requires_mpi, run_cli
 
 GOOD = """
 seed = 0
@@ -25,16 +25,6 @@ checkpoint_every = 0
 """
 
 
-def _assert_one_line_error(proc, *fragments):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("distnqs: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert "Traceback" not in proc.stderr
-
-
 @pytest.mark.parametrize(
     "replace,fragment",
     [
@@ -52,16 +42,16 @@ def test_bad_config_values(tmp_path, replace, fragment):
     cfg = tmp_path / "bad.toml"
     cfg.write_text(GOOD.replace(*replace))
     proc = run_cli(["run", str(cfg), "--outdir", str(tmp_path / "out")])
-    _assert_one_line_error(proc, fragment)
+    assert_one_line_error(proc, fragment)
 
 
 def test_missing_and_malformed_config(tmp_path):
-    _assert_one_line_error(run_cli(["run", str(tmp_path / "nope.toml"), "--outdir", str(tmp_path / "o")]), "not found")
+    assert_one_line_error(run_cli(["run", str(tmp_path / "nope.toml"), "--outdir", str(tmp_path / "o")]), "not found")
     bad = tmp_path / "bad.toml"
     bad.write_text("[lattice\nLx = 4")
-    _assert_one_line_error(run_cli(["run", str(bad), "--outdir", str(tmp_path / "o")]), "malformed config")
-    _assert_one_line_error(run_cli(["frobnicate"]), "unknown command")
-    _assert_one_line_error(run_cli(["run"]), "required")
+    assert_one_line_error(run_cli(["run", str(bad), "--outdir", str(tmp_path / "o")]), "malformed config")
+    assert_one_line_error(run_cli(["frobnicate"]), "unknown command")
+    assert_one_line_error(run_cli(["run"]), "required")
 
 
 def test_outdir_with_foreign_files_is_refused_and_left_alone(tmp_path):
@@ -70,7 +60,7 @@ def test_outdir_with_foreign_files_is_refused_and_left_alone(tmp_path):
     out = tmp_path / "thesis"
     out.mkdir()
     (out / "chapter1.tex").write_text("precious")
-    _assert_one_line_error(run_cli(["run", str(cfg), "--outdir", str(out)]), "holds no distnqs run")
+    assert_one_line_error(run_cli(["run", str(cfg), "--outdir", str(out)]), "holds no distnqs run")
     assert (out / "chapter1.tex").read_text() == "precious" and len(list(out.iterdir())) == 1
 
 

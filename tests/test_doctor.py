@@ -4,23 +4,14 @@ import os
 
 import pytest
 
-from conftest import requires_mpi, run_cli
+from conftest import assert_one_line_error, requires_mpi, run_cli
 from distnqs.launch import choose_cores, parse_cpu_list
-
-
-def _one_error_line(proc, *fragments):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("distnqs: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_run_refused_when_launcher_has_more_tasks_than_mpi(tmp_path):
     out = tmp_path / "x"
     proc = run_cli(["run", "configs/demo.toml", "--outdir", str(out)], env_extra={"SLURM_NTASKS": "2"})
-    _one_error_line(proc, "launcher started 2 tasks (SLURM_NTASKS=2)", "MPI sees 1 rank")
+    assert_one_line_error(proc, "launcher started 2 tasks (SLURM_NTASKS=2)", "MPI sees 1 rank")
     assert not out.exists()
 
 
@@ -77,20 +68,20 @@ def test_doctor_under_mpirun():
 
 def test_doctor_refusals():
     proc = run_cli(["doctor", "--require-gpu"])
-    _one_error_line(proc, "--require-gpu", "cpu backend")
+    assert_one_line_error(proc, "--require-gpu", "cpu backend")
     assert len(_rank_lines(proc)) == 1  # the facts are still printed
     proc = run_cli(["doctor"], env_extra={"SLURM_NTASKS": "3"})
-    _one_error_line(proc, "launcher started 3 tasks", "MPI sees 1 rank")
+    assert_one_line_error(proc, "launcher started 3 tasks", "MPI sees 1 rank")
 
 
 def test_run_device_gpu_refused_on_cpu(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[lattice]\nkind = "chain"\nLx = 4\n[hamiltonian]\nmodel = "tfim"\nG = 1.0\n[run]\ndevice = "gpu"\n')
     proc = run_cli(["run", str(cfg), "--outdir", str(tmp_path / "o")])
-    _one_error_line(proc, 'device = "gpu"', "cpu backend")
+    assert_one_line_error(proc, 'device = "gpu"', "cpu backend")
     assert not (tmp_path / "o").exists()
     cfg.write_text(cfg.read_text().replace('"gpu"', '"tpu"'))
-    _one_error_line(run_cli(["run", str(cfg), "--outdir", str(tmp_path / "o")]), "[run] device must be one of")
+    assert_one_line_error(run_cli(["run", str(cfg), "--outdir", str(tmp_path / "o")]), "[run] device must be one of")
 
 
 def _report(rank, host="n1", gpus=(), backend="cpu", size=2, tasks=2, ok=True):

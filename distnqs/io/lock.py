@@ -117,11 +117,16 @@ def check_free(outdir) -> None:
     if verdict == "live":
         raise _locked(outdir, holder)
     if verdict == "stale":
-        warnings.warn(f"taking over the stale lock of a dead job ({_describe(holder)}) on {outdir}", stacklevel=2)
-        try:
-            (outdir / LOCK_NAME).unlink()
-        except FileNotFoundError:
-            pass
+        _take_over(outdir / LOCK_NAME, holder)
+
+
+def _take_over(path: Path, holder: dict | None) -> None:
+    """Remove the lock file of a dead job (stale ``holder``) with a warning."""
+    warnings.warn(f"taking over the stale lock of a dead job ({_describe(holder or {})}) on {path.parent}", stacklevel=3)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def acquire(outdir) -> dict:
@@ -141,12 +146,7 @@ def acquire(outdir) -> dict:
             verdict = _verdict(holder)
             if verdict == "live":
                 raise _locked(outdir, holder)
-            if verdict == "stale":
-                warnings.warn(f"taking over the stale lock of a dead job ({_describe(holder or {})}) on {outdir}", stacklevel=2)
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
+            _take_over(path, holder) if verdict == "stale" else path.unlink(missing_ok=True)
             continue  # O_EXCL again: of two jobs taking over at once only one wins
         with os.fdopen(fd, "w") as fh:
             json.dump(me, fh)
