@@ -18,7 +18,9 @@ Two measurements, each run in one process with the two codes alternating
   ``--n-samples``, local energies, gradient, Adam), median seconds per step
   after compilation, and the energy after ``--steps`` steps of each code;
   distnqs with float64 layers and with ``dtype = "float32"`` layers
-  (``--dtypes``; float64 conditionals and reductions either way).
+  (``--dtypes``; float64 conditionals and reductions either way), NetKet with
+  ``param_dtype`` float64 and float32 (``--netket-dtypes``; jax x64 enabled
+  either way), so float32 is compared with float32.
 - ``large``: the same step on 21x21 with a network of >= 100k parameters in
   both codes (case (5) of issue 5; few samples, since NetKet's local energies
   cost 442 forward passes of the whole network per sample).
@@ -26,7 +28,10 @@ Two measurements, each run in one process with the two codes alternating
 - ``same``: case (3) with *one* network: distnqs' NAQS wrapped as a NetKet
   ``AbstractARNN`` (NetKet's driver, ``ARDirectSampler`` and forward-pass
   local energies) against distnqs, both from the same initial parameters, so
-  the energies after the steps must agree within error bars.
+  the energies after the steps must agree within error bars. NetKet gets a
+  cached ``conditional`` for the wrapped network (``--netket-conditional
+  cached``, as its own ``FastARNN*`` models have; checked against the full
+  pass) and, with ``both``, also ``AbstractARNN``'s default uncached one.
 
 distnqs computes the local energies from the cached layers of each sample
 (only the cone below a flipped site is recomputed,
@@ -38,9 +43,9 @@ Both networks have real parameters and positive amplitudes (distnqs
 ``benchmarks/results/naqs_sampling.json``, ``naqs_step.json`` and ``naqs_step_21x21.json``.
 
     .venv/bin/python benchmarks/bench_naqs.py --what sample --sizes 10 21
-    .venv/bin/python benchmarks/bench_naqs.py --what step --steps 10
-    .venv/bin/python benchmarks/bench_naqs.py --what large --repeats 1
-    .venv/bin/python benchmarks/bench_naqs.py --what same --steps 5
+    .venv/bin/python benchmarks/bench_naqs.py --what step --steps 5 --repeats 3
+    .venv/bin/python benchmarks/bench_naqs.py --what large --large-steps 5 --repeats 3
+    .venv/bin/python benchmarks/bench_naqs.py --what same --steps 5 --repeats 3 --netket-conditional cached
 """
 
 from __future__ import annotations
