@@ -18,7 +18,9 @@ Two measurements, each run in one process with the two codes alternating
   ``--n-samples``, local energies, gradient, Adam), median seconds per step
   after compilation, and the energy after ``--steps`` steps of each code;
   distnqs with float64 layers and with ``dtype = "float32"`` layers
-  (``--dtypes``; float64 conditionals and reductions either way).
+  (``--dtypes``; float64 conditionals and reductions either way), NetKet with
+  ``param_dtype`` float64 and float32 (``--netket-dtypes``; jax x64 enabled
+  either way), so float32 is compared with float32.
 - ``large``: the same step on 21x21 with a network of >= 100k parameters in
   both codes (case (5) of issue 5; few samples, since NetKet's local energies
   cost 442 forward passes of the whole network per sample).
@@ -26,7 +28,10 @@ Two measurements, each run in one process with the two codes alternating
 - ``same``: case (3) with *one* network: distnqs' NAQS wrapped as a NetKet
   ``AbstractARNN`` (NetKet's driver, ``ARDirectSampler`` and forward-pass
   local energies) against distnqs, both from the same initial parameters, so
-  the energies after the steps must agree within error bars.
+  the energies after the steps must agree within error bars. NetKet gets a
+  cached ``conditional`` for the wrapped network (``--netket-conditional
+  cached``, as its own ``FastARNN*`` models have; checked against the full
+  pass) and, with ``both``, also ``AbstractARNN``'s default uncached one.
 
 distnqs computes the local energies from the cached layers of each sample
 (only the cone below a flipped site is recomputed,
@@ -38,9 +43,9 @@ Both networks have real parameters and positive amplitudes (distnqs
 ``benchmarks/results/naqs_sampling.json``, ``naqs_step.json`` and ``naqs_step_21x21.json``.
 
     .venv/bin/python benchmarks/bench_naqs.py --what sample --sizes 10 21
-    .venv/bin/python benchmarks/bench_naqs.py --what step --steps 10
-    .venv/bin/python benchmarks/bench_naqs.py --what large --repeats 1
-    .venv/bin/python benchmarks/bench_naqs.py --what same --steps 5
+    .venv/bin/python benchmarks/bench_naqs.py --what step --steps 5 --repeats 3
+    .venv/bin/python benchmarks/bench_naqs.py --what large --large-steps 5 --repeats 3
+    .venv/bin/python benchmarks/bench_naqs.py --what same --steps 5 --repeats 3 --netket-conditional cached
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import distnqs  # noqa: F401  (x64 before jax)
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import netket as nk
@@ -159,35 +165,129 @@ def run_distnqs_steps(args, seed, dtype="float64", large=False):
     return time_distnqs_steps(build_problem(cfg), steps)
 
 
-def run_netket_steps(args, seed, large=False):
+def run_netket_steps(args, seed, large=False, dtype="float64"):
+    """NetKet's ``FastARNNConv2D``; ``dtype = "float32"``: ``param_dtype=jnp.float32`` (x64 stays enabled)."""
     L, depth, features, n_samples, steps = _step_problem(args, large)
     hi = nk.hilbert.Spin(0.5, L * L)
     H = nk.operator.IsingJax(hi, nk.graph.Grid([L, L], pbc=False), h=3.0, J=-1.0)
-    model = nk.models.FastARNNConv2D(hilbert=hi, layers=depth, features=features, kernel_size=(args.kernel, args.kernel))
+    model = nk.models.FastARNNConv2D(hilbert=hi, layers=depth, features=features, kernel_size=(args.kernel, args.kernel),
+                                     param_dtype=jnp.float32 if dtype == "float32" else jnp.float64)
     vs = nk.vqs.MCState(nk.sampler.ARDirectSampler(hi), model, n_samples=n_samples, seed=seed, sampler_seed=seed + 1)
     driver = nk.driver.VMC(H, nk.optimizer.Adam(args.lr), variational_state=vs)
     return time_netket_driver(driver, vs, steps)
 
 
-def _naqs_for_netket():
+def _naqs_for_netket(cached: bool = True):
     """NetKet ``AbstractARNN`` around distnqs' NAQS module: NetKet's driver, sampler and local
-    energies (a forward pass per connected configuration) run exactly distnqs' network."""
+    energies (a forward pass per connected configuration) run exactly distnqs' network.
+
+    ``cached = False``: ``AbstractARNN``'s default ``conditional`` (the whole network for every
+    site, N forward passes per sample). ``cached = True``: a cached ``conditional`` in NetKet's
+    ``"cache"`` collection (as NetKet's own ``FastARNN*`` models do), the same recursion as
+    distnqs' ``NAQS.sample_cached``: rolling buffers of each vertical layer's last rows and each
+    horizontal layer's last pixels, so ``ARDirectSampler`` costs about one forward pass per sample.
+    """
+    from distnqs.models.naqs import _conv_valid, log_conditionals_from_outputs
 
     class NAQSInNetKet(nk.models.AbstractARNN):
         net: Any = None  # a distnqs NAQS module
         machine_pow: int = 2
 
-        def conditionals_log_psi(self, inputs):
+        def _order(self):
             # NetKet's local index j is the state hilbert.local_states[j]; distnqs' index is (t + 1) / 2
-            order = [(int(round(v)) + 1) // 2 for v in np.asarray(self.hilbert.local_states)]
-            return self.net.conditionals(inputs)[..., np.asarray(order)]
+            return np.asarray([(int(round(v)) + 1) // 2 for v in np.asarray(self.hilbert.local_states)])
 
-    return NAQSInNetKet
+        def conditionals_log_psi(self, inputs):
+            return self.net.conditionals(inputs)[..., self._order()]
+
+    if not cached:
+        return NAQSInNetKet
+
+    class CachedNAQSInNetKet(NAQSInNetKet):
+        @nn.compact
+        def conditional(self, inputs, index):
+            """|psi_index(t | s_<index)|^2 ``(batch, 2)``; reads only ``inputs[:, :index]`` and the cache."""
+            net = self.net
+            assert not net.one_d, "2D lattices only"
+            w = net.weights
+            act = net._act
+            Lx, Ly, N, F, D = net.Lx, net.Ly, net.n_sites, net.features, net.depth
+            R = net.kernel_size // 2
+            P = R + 1
+            inputs = jnp.asarray(inputs)
+            n = inputs.shape[0]
+            dt = w["out_kernel"].dtype
+            v_buf = self.variable("cache", "v_buf", jnp.zeros, (D - 1, n, R + 1, Lx + 2 * R, F), dt)
+            v_rows = self.variable("cache", "v_rows", jnp.zeros, (D, n, Lx, F), dt)
+            h_buf = self.variable("cache", "h_buf", jnp.zeros, (D - 1, n, R + 1, F), dt)
+            index = jnp.asarray(index)
+            y, x = index // Lx, index % Lx
+            # s_pad[:, R + 1 + y, P + x] = s(y, x), zero rows on top, zero columns either side (as in _cached_pass)
+            s_pad = jnp.pad(inputs.astype(dt).reshape(n, Ly, Lx), ((0, 0), (R + 1, 0), (P, R)))
+
+            def new_row(vb):
+                vb = jnp.where(y == 0, jnp.zeros_like(vb), vb)  # row 0: nothing above (init may have run index 0)
+                s_rows = jax.lax.dynamic_slice(s_pad, (0, y, 1), (n, R + 1, Lx + 2 * R))[..., None]
+                v0 = act(_conv_valid(s_rows, w["v_in_kernel"])[:, 0] + w["v_in_bias"])
+
+                def vlayer(v_prev, p):
+                    buf, vk, vbias = p
+                    new = jnp.pad(v_prev, ((0, 0), (R, R), (0, 0)))[:, None]
+                    buf = jnp.concatenate([buf[:, 1:], new], axis=1)
+                    v = v_prev + act(_conv_valid(buf, vk)[:, 0] + vbias)
+                    return v, (buf, v)
+
+                _, (vb, v_rest) = jax.lax.scan(vlayer, v0, (vb, w["v_kernel"], w["v_bias"]))
+                return vb, jnp.concatenate([v0[None], v_rest], axis=0)
+
+            vb, vr = jax.lax.cond(x == 0, new_row, lambda vb: (vb, v_rows.value), v_buf.value)
+            hb = jnp.where(x == 0, jnp.zeros_like(h_buf.value), h_buf.value)
+            s_left = jax.lax.dynamic_slice(s_pad, (0, R + 1 + y, x), (n, 1, R + 1))[:, 0]
+            v_here = jax.lax.dynamic_index_in_dim(vr, x, axis=2, keepdims=False)  # (D, n, F)
+            h = act(s_left @ w["h_in_kernel"][0, :, 0, :] + w["h_in_bias"] + v_here[0] @ w["link_in"])
+
+            def layer(h_prev, p):
+                buf, hk, hbias, link, v = p
+                buf = jnp.concatenate([buf[:, 1:], h_prev[:, None]], axis=1)
+                return h_prev + act(jnp.einsum("nbf,bfg->ng", buf, hk) + hbias + v @ link), buf
+
+            h, hb = jax.lax.scan(layer, h, (hb, w["h_kernel"][:, 0], w["h_bias"], w["link"], v_here[1:]))
+            n_up = jnp.sum((inputs > 0) & (jnp.arange(N) < index), axis=-1)
+            lc = log_conditionals_from_outputs(net._head(h), n_up, N, index, net._marshall_mask()[index], net.zero_magnetization)
+            v_buf.value, v_rows.value, h_buf.value = vb, vr, hb
+            return jnp.exp(self.machine_pow * jnp.real(lc))[:, self._order()]
+
+    return CachedNAQSInNetKet
+
+
+def _check_cached_conditional(model, variables, s, N):
+    """The cached conditional, site by site on ``s`` (one jitted scan, as ``ARDirectSampler`` runs it),
+    equals the full-pass conditionals to 1e-10."""
+
+    @jax.jit
+    def cached(variables, s):
+        cache = model.init(jax.random.PRNGKey(0), s, 0, method=model.conditional)["cache"]
+
+        def site(cache, i):
+            p, mut = model.apply({**variables, "cache": cache}, s, i, method=model.conditional, mutable=["cache"])
+            return mut["cache"], p
+
+        return jnp.moveaxis(jax.lax.scan(site, cache, jnp.arange(N))[1], 0, 1)
+
+    full = np.asarray(model.apply(variables, s, method=model.conditionals))
+    err = float(np.abs(np.asarray(cached(variables, s)) - full).max())
+    assert err < 1e-10, err
+    return err
 
 
 def bench_same_network(args):
-    """Case (3) with one network: distnqs' NAQS, identical initial parameters, in both codes."""
-    runs = {"netket_same_network": [], "distnqs": []}
+    """Case (3) with one network: distnqs' NAQS, identical initial parameters, in both codes.
+
+    NetKet gets the wrapped network with a cached conditional (``netket_cached``, like its
+    ``FastARNN*`` models) and, with ``--netket-conditional both``, also with ``AbstractARNN``'s
+    default uncached one (``netket_uncached``)."""
+    kinds = ["cached", "uncached"] if args.netket_conditional == "both" else [args.netket_conditional]
+    runs = {**{f"netket_{k}": [] for k in kinds}, "distnqs": []}
     for r in range(args.repeats):
         cfg = config.resolve({
             "seed": r, "n_steps": 10**6,
@@ -203,59 +303,92 @@ def bench_same_network(args):
         params0 = problem.init_state()[0]
         hi = nk.hilbert.Spin(0.5, 100)
         H = nk.operator.IsingJax(hi, nk.graph.Grid([10, 10], pbc=False), h=3.0, J=-1.0)
-        model = _naqs_for_netket()(hilbert=hi, net=problem.ansatz.module)
-        vs = nk.vqs.MCState(nk.sampler.ARDirectSampler(hi), model, n_samples=args.n_samples, seed=r, sampler_seed=r + 1)
-        vs.parameters = {"net": params0}
-        s = jnp.asarray(np.random.default_rng(0).choice([-1.0, 1.0], (4, 100)))
-        assert np.allclose(np.asarray(vs.log_value(s)), np.asarray(problem.ansatz.log_psi(params0, s)), atol=1e-12)
-        driver = nk.driver.VMC(H, nk.optimizer.Adam(args.lr), variational_state=vs)
-        runs["netket_same_network"].append(time_netket_driver(driver, vs, args.steps))
-        runs["distnqs"].append(time_distnqs_steps(problem, args.steps))
+        for k in kinds:
+            model = _naqs_for_netket(cached=(k == "cached"))(hilbert=hi, net=problem.ansatz.module)
+            vs = nk.vqs.MCState(nk.sampler.ARDirectSampler(hi), model, n_samples=args.n_samples, seed=r, sampler_seed=r + 1)
+            vs.parameters = {"net": params0}
+            s = jnp.asarray(np.random.default_rng(r).choice([-1.0, 1.0], (4, 100)))
+            assert np.allclose(np.asarray(vs.log_value(s)), np.asarray(problem.ansatz.log_psi(params0, s)), atol=1e-12)
+            if k == "cached":
+                _check_cached_conditional(model, {"params": vs.parameters}, s, 100)
+            driver = nk.driver.VMC(H, nk.optimizer.Adam(args.lr), variational_state=vs)
+            runs[f"netket_{k}"].append(time_netket_driver(driver, vs, args.steps))
+            if k == kinds[0]:  # alternate: NetKet cached, distnqs, NetKet uncached
+                runs["distnqs"].append(time_distnqs_steps(problem, args.steps))
         for code in runs:
             x = runs[code][-1]
             print(f"same network {code} repeat {r}: {x['s_per_step']:.3f} s/step, E = {x['energy']:.3f} ± {x['energy_error']:.3f}", flush=True)
     med = {k: float(np.median([x["s_per_step"] for x in v])) for k, v in runs.items()}
-    sigmas = [abs(a["energy"] - b["energy"]) / np.hypot(a["energy_error"], b["energy_error"]) for a, b in zip(runs["netket_same_network"], runs["distnqs"])]
+    spread = {k: [float(min(x["s_per_step"] for x in v)), float(max(x["s_per_step"] for x in v))] for k, v in runs.items()}
+    nets = [c for c in runs if c != "distnqs"]
+    per_repeat = {c: [a["s_per_step"] / b["s_per_step"] for a, b in zip(runs[c], runs["distnqs"])] for c in nets}
+    sigmas = {c: [abs(a["energy"] - b["energy"]) / np.hypot(a["energy_error"], b["energy_error"]) for a, b in zip(runs[c], runs["distnqs"])] for c in nets}
     return {
         "what": f"one VMC step of distnqs' NAQS in NetKet (AbstractARNN wrapper, ARDirectSampler, forward-pass local energies) and in distnqs, "
         f"10x10 open TFIM G = 3, {args.n_samples} samples, Adam lr {args.lr}, the same initial parameters",
+        "netket_conditional": {"netket_cached": "cached conditional (rolling per-layer buffers in NetKet's 'cache' collection, "
+                               "checked against the full pass to 1e-10)", "netket_uncached": "AbstractARNN default: the whole network per site"},
         "architecture": {"depth": args.depth, "features": args.features, "kernel_size": args.kernel, "activation": "selu"},
         "runs": runs,
         "median_s_per_step": med,
-        "netket_over_distnqs": med["netket_same_network"] / med["distnqs"],
+        "min_max_s_per_step": spread,
+        **{f"{c}_over_distnqs": med[c] / med["distnqs"] for c in nets},
+        "ratio_per_repeat": per_repeat,
+        "ratio_min_max": {c: [float(min(v)), float(max(v))] for c, v in per_repeat.items()},
         "energy_difference_in_error_bars": sigmas,
         "command": f"python benchmarks/bench_naqs.py --what same --steps {args.steps} --repeats {args.repeats} "
-        f"--depth {args.depth} --features {args.features} --kernel {args.kernel}",
+        f"--depth {args.depth} --features {args.features} --kernel {args.kernel} --netket-conditional {args.netket_conditional}",
     }
 
 
 def bench_step(args, large=False):
     L, depth, features, n_samples, steps = _step_problem(args, large)
-    codes = [("netket", lambda a, seed: run_netket_steps(a, seed, large))] + [
-        ("distnqs" if d == "float64" else f"distnqs_{d}", lambda a, seed, d=d: run_distnqs_steps(a, seed, d, large)) for d in args.dtypes
-    ]
+    # alternating: NetKet float64, distnqs float64, NetKet float32, distnqs float32 (per --netket-dtypes / --dtypes)
+    codes = []
+    for d in ["float64", "float32"]:
+        if d in args.netket_dtypes:
+            codes.append(("netket" if d == "float64" else f"netket_{d}", lambda a, seed, d=d: run_netket_steps(a, seed, large, d)))
+        if d in args.dtypes:
+            codes.append(("distnqs" if d == "float64" else f"distnqs_{d}", lambda a, seed, d=d: run_distnqs_steps(a, seed, d, large)))
     runs = {code: [] for code, _ in codes}
+    flag = "--what large" if large else "--what step"
+    sizes = (f"--large-depth {depth} --large-features {features} --large-samples {n_samples} --large-steps {steps}" if large
+             else f"--depth {depth} --features {features} --n-samples {n_samples} --steps {steps}")
+    out = None
     for r in range(args.repeats):
         for code, fn in codes:
             runs[code].append(fn(args, seed=r))
             x = runs[code][-1]
             print(f"step {code} repeat {r}: {x['s_per_step']:.3f} s/step, E = {x['energy']:.3f} ± {x['energy_error']:.3f}", flush=True)
-    med = {k: float(np.median([x["s_per_step"] for x in v])) for k, v in runs.items()}
-    ratios = {f"netket_over_{k}": med["netket"] / med[k] for k in med if k != "netket"}
-    per_repeat = {f"netket_over_{k}": [a["s_per_step"] / b["s_per_step"] for a, b in zip(runs["netket"], runs[k])] for k in runs if k != "netket"}
-    flag = "--what large" if large else "--what step"
-    sizes = (f"--large-depth {depth} --large-features {features} --large-samples {n_samples} --large-steps {steps}" if large
-             else f"--depth {depth} --features {features} --n-samples {n_samples} --steps {steps}")
-    return {
-        "what": f"one VMC step, {L}x{L} open TFIM G = 3, {n_samples} direct samples, Adam lr {args.lr}",
-        "architecture": {"depth": depth, "features": features, "kernel_size": args.kernel, "activation": "selu (NetKet's default)"},
-        "local_energies": "distnqs: cones of the cached layers (distnqs/models/naqs_fast.py); NetKet: a forward pass per connected configuration",
-        "runs": runs,
-        "median_s_per_step": med,
-        **ratios,
-        "ratio_per_repeat": per_repeat,
-        "command": f"python benchmarks/bench_naqs.py {flag} {sizes} --repeats {args.repeats} --kernel {args.kernel} --dtypes {' '.join(args.dtypes)}",
-    }
+        med = {k: float(np.median([x["s_per_step"] for x in v])) for k, v in runs.items()}
+        spread = {k: [float(min(x["s_per_step"] for x in v)), float(max(x["s_per_step"] for x in v))] for k, v in runs.items()}
+        # ratios of like precision: NetKet float64 / distnqs float64 layers, NetKet float32 / distnqs float32 layers,
+        # and (as before) NetKet float64 / distnqs float32
+        pairs = [(n, d) for n, d in [("netket", "distnqs"), ("netket_float32", "distnqs_float32"), ("netket", "distnqs_float32")] if n in runs and d in runs]
+        ratios = {f"{n}_over_{d}": med[n] / med[d] for n, d in pairs}
+        per_repeat = {f"{n}_over_{d}": [a["s_per_step"] / b["s_per_step"] for a, b in zip(runs[n], runs[d])] for n, d in pairs}
+        out = {
+            "what": f"one VMC step, {L}x{L} open TFIM G = 3, {n_samples} direct samples, Adam lr {args.lr}",
+            "architecture": {"depth": depth, "features": features, "kernel_size": args.kernel, "activation": "selu (NetKet's default)"},
+            "local_energies": "distnqs: cones of the cached layers (distnqs/models/naqs_fast.py); NetKet: a forward pass per connected configuration",
+            "repeats_done": r + 1,
+            "machine": f"{platform.machine()}, {jax.device_count()} x {jax.devices()[0].device_kind}, {len(os.sched_getaffinity(0))} cores",
+            "conditions": "2-core machine shared with other users' jobs and other benchmark runs (load not controlled); codes alternated within one process",
+            "versions": {"jax": jax.__version__, "netket": nk.__version__, "distnqs": distnqs.__version__},
+            "runs": runs,
+            "median_s_per_step": med,
+            "min_max_s_per_step": spread,
+            **ratios,
+            "ratio_per_repeat": per_repeat,
+            "ratio_min_max": {k: [float(min(v)), float(max(v))] for k, v in per_repeat.items()},
+            "precision": "float64: all float64. float32: distnqs dtype = float32 layers (conditionals, log psi, local energies, "
+            "reductions float64); NetKet FastARNNConv2D(param_dtype=float32), jax x64 enabled",
+            "command": f"python benchmarks/bench_naqs.py {flag} {sizes} --repeats {args.repeats} --kernel {args.kernel} "
+            f"--dtypes {' '.join(args.dtypes)} --netket-dtypes {' '.join(args.netket_dtypes)}",
+        }
+        if args.partial_to:  # a result after every repeat, so that an interrupted run leaves what it measured
+            Path(args.partial_to).write_text(json.dumps(out, indent=2) + "\n")
+    return out
 
 
 def main(argv=None):
@@ -273,9 +406,14 @@ def main(argv=None):
     p.add_argument("--large-depth", type=int, default=5, help="case (5): 21x21, >= 100k parameters in both codes")
     p.add_argument("--large-features", type=int, default=64)
     p.add_argument("--large-samples", type=int, default=32, help="few samples: a NetKet step costs 442 forward passes each")
-    p.add_argument("--large-steps", type=int, default=2)
+    p.add_argument("--large-steps", type=int, default=5)
     p.add_argument("--dtypes", nargs="+", default=["float64", "float32"], choices=["float64", "float32"],
-                   help="arithmetic of the distnqs layers (NAQS dtype); NetKet runs its float64 default")
+                   help="arithmetic of the distnqs layers (NAQS dtype)")
+    p.add_argument("--netket-dtypes", nargs="+", default=["float64", "float32"], choices=["float64", "float32"],
+                   help="param_dtype of NetKet's FastARNNConv2D (x64 enabled either way)")
+    p.add_argument("--netket-conditional", default="cached", choices=["cached", "uncached", "both"],
+                   help="--what same: NetKet's conditional for the wrapped network")
+    p.add_argument("--partial-to", default=None, help="step/large: also write the result so far to this file after every repeat")
     p.add_argument("--uncached-max-sites", type=int, default=441)
     args = p.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
