@@ -123,12 +123,15 @@ def test_each_bad_key_is_named_with_its_value(table, key, value, message):
     assert message in str(err.value)
 
 
-def test_new_run_keys_are_accepted_and_not_filled():
+def test_device_and_guard_keys_are_accepted_and_defaulted():
     cfg = copy.deepcopy(BASE)
-    cfg["run"].update(device="cpu", on_divergence="rollback", max_rollbacks=3, consistency_every=10)
+    cfg["run"].update(device="cpu", on_divergence="rollback", max_rollbacks=5, consistency_every=10, variance_alarm=0.0)
     resolved = config.resolve(cfg)
-    assert resolved["run"]["device"] == "cpu" and resolved["run"]["max_rollbacks"] == 3
-    assert "device" not in config.resolve(BASE)["run"]  # defaults of those keys belong to their code
+    assert resolved["run"]["device"] == "cpu" and resolved["run"]["max_rollbacks"] == 5
+    assert resolved["run"]["on_divergence"] == "rollback" and resolved["run"]["variance_alarm"] == 0.0
+    defaults = config.resolve(BASE)["run"]
+    assert (defaults["device"], defaults["on_divergence"], defaults["max_rollbacks"], defaults["consistency_every"]) == ("auto", "stop", 3, 100)
+    assert (defaults["step_guard"], defaults["max_fs_length"], defaults["variance_alarm"], defaults["eval_steps"]) == ("rescale", 10.0, 20.0, 4)
 
 
 def test_absurd_size_is_refused_with_the_estimate(tmp_path, capsys):

@@ -81,7 +81,7 @@ def test_run_device_gpu_refused_on_cpu(tmp_path):
     assert_one_line_error(proc, 'device = "gpu"', "cpu backend")
     assert not (tmp_path / "o").exists()
     cfg.write_text(cfg.read_text().replace('"gpu"', '"tpu"'))
-    assert_one_line_error(run_cli(["run", str(cfg), "--outdir", str(tmp_path / "o")]), "[run] device must be one of")
+    assert_one_line_error(run_cli(["run", str(cfg), "--outdir", str(tmp_path / "o")]), "run device 'tpu'", "choose one of: auto, cpu, gpu")
 
 
 def _report(rank, host="n1", gpus=(), backend="cpu", size=2, tasks=2, ok=True):

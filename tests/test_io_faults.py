@@ -72,9 +72,10 @@ def _remount(path, options):
 
 @pytest.fixture
 def tmpfs(tmp_path):
-    """A 300 kB tmpfs (unmounted afterwards), or None where mounting is not allowed."""
+    """A 400 kB tmpfs (unmounted afterwards), or None where mounting is not allowed: room for the log and
+    one checkpoint of the 4x4 test run (about 310 kB, checked up front) but not for a second one."""
     mnt = tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}"
-    mounted = _mount_tmpfs(mnt, "300k")
+    mounted = _mount_tmpfs(mnt, "400k")
     yield mnt if mounted else None
     if mounted:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=30)
