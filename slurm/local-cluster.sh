@@ -90,7 +90,8 @@ PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
 }
 
-node_state() { SLURM_CONF=$CONF sinfo -h -N -o '%T' 2>/dev/null | head -n1; }
+# never fails: under set -e + pipefail a refused sinfo (slurmctld still starting) would end the script silently
+node_state() { { SLURM_CONF=$CONF sinfo -h -N -o '%T' 2>/dev/null || true; } | head -n1; }
 
 wait_idle() {
     local state=""
