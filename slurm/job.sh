@@ -4,8 +4,8 @@
 # from) and these variables, each with a default set by the .sbatch file:
 #   DISTNQS_CONFIG       the run's TOML config
 #   DISTNQS_OUTDIR       the run directory; every (re)start resumes from its newest checkpoint
-#   DISTNQS_REQUIRE_GPU  1 for a GPU job (reserved for the `distnqs doctor --require-gpu` check,
-#                        not on this branch yet: distnqs doctor does not exist here)
+#   DISTNQS_REQUIRE_GPU  1 for a GPU job: `distnqs doctor --require-gpu` on every task first; a CPU
+#                        backend, a shared GPU or an MPI/launcher mismatch ends the job (status 2)
 #   DISTNQS_MPI          srun's MPI plugin (default pmi2; the mpich wheel speaks PMI over PMI_FD)
 #   DISTNQS_VENV         the virtual environment distnqs is installed in (default .venv)
 #
@@ -27,6 +27,13 @@ export PYTHONUNBUFFERED=1
 
 echo "distnqs job ${SLURM_JOB_ID:-?} (start $((${SLURM_RESTART_COUNT:-0} + 1))) on ${SLURM_JOB_NODELIST:-?}," \
      "${SLURM_NTASKS:-1} task(s): $DISTNQS_CONFIG -> $DISTNQS_OUTDIR"
+
+# A GPU job checks, on the same tasks as the run, that every rank has its own GPU and one MPI world
+# (one line per rank in the job log) before any work; a failure is not requeued.
+if [ "$DISTNQS_REQUIRE_GPU" = 1 ]; then
+    srun --mpi="$DISTNQS_MPI" --kill-on-bad-exit=1 distnqs doctor --require-gpu \
+        || fail "distnqs doctor --require-gpu failed (see above): not starting the run"
+fi
 
 # srun in the background so that this shell survives Slurm's SIGTERM (preemption, scontrol
 # requeue) and waits for the ranks' checkpoint. Slurm sends that SIGTERM to the ranks itself; it is

@@ -153,3 +153,22 @@ def test_srun_without_an_mpi_plugin_is_refused(tmp_path, slurm_env):
     assert errors and all("2 tasks" in line and "1 rank" in line for line in errors), proc.stderr
     assert not checkpoint.list_checkpoints(out) if out.exists() else True
     assert not (out / "log.h5").exists()
+
+
+def test_a_gpu_job_on_a_cpu_node_stops_at_the_doctor(tmp_path, slurm_env):
+    """The GPU scripts' check (DISTNQS_REQUIRE_GPU=1): on this CPU-only node the job ends with status 2
+    at `distnqs doctor --require-gpu`, is not requeued, and never starts the run."""
+    cfg = _cfg(tmp_path)
+    out, log_file = tmp_path / "run", tmp_path / "job.out"
+    env = dict(slurm_env, DISTNQS_CONFIG=str(cfg), DISTNQS_OUTDIR=str(out), DISTNQS_VENV=str(BIN.parent),
+               DISTNQS_REQUIRE_GPU="1")
+    job_id = _slurm(env, "sbatch", "--parsable", f"--output={log_file}", "slurm/cpu.sbatch").stdout.strip().split(";")[0]
+    try:
+        _wait("the job's end", lambda: _job(env, job_id)["JobState"] in ("FAILED", "COMPLETED"), 300, poll=0.5,
+              info=lambda: log_file.read_text() if log_file.exists() else "")
+    finally:
+        _slurm(env, "scancel", job_id, check=False)
+    job, text = _job(env, job_id), log_file.read_text()
+    assert job["JobState"] == "FAILED" and job["ExitCode"] == "2:0" and int(job["Restarts"]) == 0, (job, text)
+    assert "--require-gpu" in text and "cpu backend" in text and "not starting the run" in text, text
+    assert not out.exists()
