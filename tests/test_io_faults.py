@@ -169,7 +169,7 @@ def test_full_disk_while_writing_a_checkpoint_or_the_log_in_process(tmp_path, tm
         leaves = [np.arange(1000, dtype=np.float64)]
         checkpoint.write(tmpfs, 1, leaves, [], [leaves], {})
         before = checkpoint.path_for(tmpfs, 1).read_bytes()
-        big = [np.zeros(40_000)]  # 320 kB: does not fit
+        big = [np.zeros(60_000)]  # 480 kB: does not fit in the 400 kB tmpfs
         with pytest.raises(RunIOError) as info:
             checkpoint.write(tmpfs, 2, big, [], [leaves], {})
         assert "checkpoint-000000002.h5" in str(info.value) and "No space left on device [ENOSPC]" in str(info.value)

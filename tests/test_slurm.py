@@ -27,14 +27,18 @@ CLUSTER = REPO / "slurm" / "local-cluster.sh"
 N_STEPS = 40
 STEP_SECONDS = "1.0"  # DISTNQS_FAULT_STEP_SECONDS in the job: the job outlives Slurm's 30 s time-limit check
 SLURMCTLD_PERIOD = 30  # slurmctld checks time limits (and sends --signal) every 30 s
-# one cluster per test session: under pytest-xdist all Slurm tests run in the same worker
-pytestmark = pytest.mark.xdist_group("slurm")
 
 
 @pytest.fixture(scope="session")
 def slurm_env(tmp_path_factory):
     env = clean_env()
     env["DISTNQS_SLURM_DIR"] = str(tmp_path_factory.mktemp("slurm-cluster"))
+    # own ports per pytest-xdist worker: when the Slurm tests are spread over workers (each worker has
+    # its own session, so its own cluster), two clusters must not fight over one port
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    offset = 10 * int(worker[2:]) if worker[2:].isdigit() else 0
+    env.setdefault("DISTNQS_SLURM_CTLD_PORT", str(16817 + offset))
+    env.setdefault("DISTNQS_SLURM_SLURMD_PORT", str(16818 + offset))
     env["PATH"] = f"{env['PATH']}:/usr/sbin"
     up = subprocess.run([str(CLUSTER), "up"], env=env, capture_output=True, text=True, timeout=600)
     if up.returncode != 0:
@@ -74,6 +78,7 @@ def _rows(outdir) -> int:
         return 0
 
 
+@pytest.mark.xdist_group("slurm")
 def test_requeue_and_usr1_before_the_time_limit_resume_bit_identically(tmp_path, slurm_env):
     cfg = _cfg(tmp_path, kind="sgd", sr="true", **{"n_steps = 24": f"n_steps = {N_STEPS}"})
     out, log_file = tmp_path / "run", tmp_path / "job.out"
@@ -135,6 +140,7 @@ def test_requeue_and_usr1_before_the_time_limit_resume_bit_identically(tmp_path,
     _assert_identical(out, reference)
 
 
+@pytest.mark.xdist_group("slurm")
 def test_srun_pmi2_gives_one_two_rank_mpi_world(slurm_env):
     code = ("from mpi4py import MPI; c = MPI.COMM_WORLD; "
             "print('rank', c.Get_rank(), 'size', c.Get_size(), 'sum', c.allreduce(c.Get_rank() + 1))")
@@ -143,6 +149,7 @@ def test_srun_pmi2_gives_one_two_rank_mpi_world(slurm_env):
     assert lines == ["rank 0 size 2 sum 3", "rank 1 size 2 sum 3"], proc.stdout + proc.stderr
 
 
+@pytest.mark.xdist_group("slurm")
 def test_srun_without_an_mpi_plugin_is_refused(tmp_path, slurm_env):
     cfg = _cfg(tmp_path)
     out = tmp_path / "run"
@@ -155,6 +162,7 @@ def test_srun_without_an_mpi_plugin_is_refused(tmp_path, slurm_env):
     assert not (out / "log.h5").exists()
 
 
+@pytest.mark.xdist_group("slurm")
 def test_a_gpu_job_on_a_cpu_node_stops_at_the_doctor(tmp_path, slurm_env):
     """The GPU scripts' check (DISTNQS_REQUIRE_GPU=1): on this CPU-only node the job ends with status 2
     at `distnqs doctor --require-gpu`, is not requeued, and never starts the run."""
