@@ -79,7 +79,6 @@ EXIT_DIVERGED = 65
 # EX_SOFTWARE: the ranks hold different parameters (a bug or a hardware fault), found by the
 # consistency check; no checkpoint of that state is written.
 EXIT_INCONSISTENT = 70
-ON_DIVERGENCE = ("stop", "rollback")
 EXIT_IO_ERROR = 74  # EX_IOERR: a write to the run directory failed; free space / fix it, rerun to resume
 STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
 RUN_FILES = ("config.toml", "log.h5", "summary.json", "reference.json")
@@ -651,19 +650,6 @@ class StopOnRequest:
             ctx.outcome = Outcome("stopped", EXIT_SIGNALLED, ctx.done)
 
 
-def _run_options(run_cfg: dict) -> dict:
-    mode = run_cfg.get("on_divergence", "stop")
-    if mode not in ON_DIVERGENCE:
-        raise ConfigError(f"[run] on_divergence must be one of: {', '.join(ON_DIVERGENCE)}; got {mode!r}")
-    out = {"on_divergence": mode}
-    for key in ("max_rollbacks", "consistency_every"):
-        value = run_cfg.get(key, config_mod.DEFAULTS["run"][key])
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"[run] {key} must be a non-negative integer, got {value!r}")
-        out[key] = value
-    return out
-
-
 # ---------------------------------------------------------------------------
 # The run lifecycle
 # ---------------------------------------------------------------------------
@@ -677,12 +663,11 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
     signal would (used by tests and for wall-time budgets). ``reschedule``
     stretches the schedules over a changed ``n_steps`` on resume.
     """
-    cfg = config_mod.resolve(cfg) if "run" not in cfg else cfg
+    cfg = config_mod.resolve(cfg)  # idempotent: a config from the Python API is checked like a file's
     devices.select(cfg["run"].get("device", "auto"))
     previous = comm.on_root(config_mod.previous_config, outdir) if outdir is not None and not restart else None
     cfg, resume_notes, resume_changes = config_mod.resume_plan(cfg, previous, reschedule)
     problem = build_problem(cfg, hamiltonian=hamiltonian, model=model)
-    options = _run_options(cfg["run"])
     outdir = Path(outdir) if outdir is not None else None
     comm.install_abort_hook()
 
@@ -737,12 +722,12 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
     try:
         with _StopFlag() as flag:
             checkpoints = CheckpointCadence(outdir, cfg, run_cfg["checkpoint_every"], run_cfg["keep_checkpoints"], start, state)
-            guard = DivergenceGuard(options["on_divergence"], options["max_rollbacks"], checkpoints, quiet)
+            guard = DivergenceGuard(run_cfg["on_divergence"], run_cfg["max_rollbacks"], checkpoints, quiet)
             policies = [
                 LogRow(log, problem.step.n_samples_total, outdir is not None),
                 guard,
                 ProgressLine(problem, reference, start, n_steps, run_cfg["print_every"], quiet),
-                ConsistencyCheck(options["consistency_every"]),
+                ConsistencyCheck(run_cfg["consistency_every"]),
                 StopRequest(flag, stop_after, start),
                 checkpoints,
                 FaultInjection(),
