@@ -92,3 +92,12 @@ def check(cfg: dict, lattice, ansatz, n_ranks: int, ranks_here: int = 1, availab
             f"({size}, {model}{alpha}: {words}); make the lattice, the ansatz or n_samples smaller, or set [run] chunk_size"
         )
     return per_rank
+
+
+def refuse_above_machine(need: int, what: str, available: int | None = None) -> int:
+    """Refuse a job whose estimated memory ``need`` (bytes; ``what`` names its parts) exceeds this
+    machine's physical memory; returns ``need``. The generative CLIs use it for their data sets."""
+    available = machine_memory() if available is None else available
+    if available and need > available:
+        raise ConfigError(f"estimated memory {need / GiB:.1f} GiB exceeds the {available / GiB:.0f} GiB of this machine ({what})")
+    return need

@@ -207,6 +207,29 @@ def _validate(cfg: dict) -> None:
     c = cfg["vae.conv"]
     if c["filters"] < 1 or c["encoder_dense"] < 0 or c["decoder_channels"] < 1:
         raise ConfigError("vae.conv: filters and decoder_channels must be >= 1, encoder_dense >= 0")
+    memory_estimate(cfg, check=True)
+
+
+def memory_estimate(cfg: dict, check: bool = False) -> int:
+    r"""Bytes the job holds at its peak, to an order of magnitude: the Wolff configurations
+    (:math:`T \cdot n_{configs} \cdot L^2` int8), the training set as float32, the
+    generated and evaluation configurations (float32), and the VAEs' parameters (with gradients
+    and Adam moments) and the activations of one batch. With ``check``, a job above the
+    machine's memory is refused (:class:`ConfigError`)."""
+    from distnqs.memory import refuse_above_machine
+
+    L2, mc, vae = cfg["lattice"]["L"] ** 2, cfg["monte_carlo"], cfg["vae"]
+    n_train = vae["n_train"] or mc["n_configs"]
+    need = len(mc["temperatures"]) * L2 * (mc["n_configs"] + 4 * (n_train + vae["n_generate"] + vae["n_eval"]))
+    d, c = cfg["vae.dense"], cfg["vae.conv"]
+    widths = [L2, *d["encoder"], 2 * vae["latent_dim"], *d["decoder"], L2]
+    n_params = sum(a * b for a, b in zip(widths, widths[1:])) + 2 * c["filters"] * (9 * c["filters"] + L2 * vae["latent_dim"])
+    batch = max(training_settings(cfg, m)["batch_size"] for m in vae["models"]) if vae["models"] else 1
+    need += 4 * 4 * n_params + 4 * batch * (sum(widths) + c["filters"] * L2 * (1 + c["decoder_channels"]))
+    if check:
+        refuse_above_machine(need, f"L = {cfg['lattice']['L']}, {len(mc['temperatures'])} temperatures x {mc['n_configs']} configurations, "
+                                   f"{vae['n_generate']} generated, {n_params} VAE parameters")
+    return need
 
 
 def training_settings(cfg: dict, name: str) -> dict:

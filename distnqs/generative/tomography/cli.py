@@ -213,7 +213,32 @@ def resolve_config(raw: dict, base: Path | None = None) -> dict:
         if not any(abs(h - f) < 1e-9 for f in fields):
             raise ConfigError(f"evaluation.correlation_fields: {h} is not one of system.fields")
     ev["correlation_fields"] = corr
+    memory_estimate(cfg, check=True)
     return cfg
+
+
+def memory_estimate(cfg: dict, check: bool = False) -> int:
+    r"""Bytes the job holds at its peak, to an order of magnitude: the measurement data
+    (:math:`F \cdot S \cdot N` uint8 outcomes, once more as a float32 one-hot copy of
+    :math:`16N` bytes per sample), the largest evaluation batch (one-hot float32), the
+    encoder/decoder parameters with gradients and Adam moments, and for DMRG the MPS with its
+    environments (:math:`\approx 8 N \chi^2` complex numbers).
+    With ``check``, a job above the machine's memory is refused (:class:`ConfigError`)."""
+    from distnqs.memory import refuse_above_machine
+
+    n, data, ev = cfg["system"]["n_sites"], cfg["data"], cfg["evaluation"]
+    data_bytes = len(cfg["system"]["fields"]) * data["samples_per_field"] * n * (1 + 16)
+    eval_bytes = max(ev["samples"], ev["chi_samples"], ev["renyi_samples"]) * n * 16
+    mps_bytes = 8 * n * data["bond_dim"] ** 2 * 16 if data["method"] == "mps" else 0
+    widths = [4 * n + 1, *cfg["model"]["hidden"], 2 * cfg["model"]["latent_dim"]]  # encoder; the decoder mirrors it
+    n_params = 2 * sum(a * b for a, b in zip(widths, widths[1:]))
+    model_bytes = 4 * 8 * n_params + 4 * 2 * cfg["training"]["batch_size"] * sum(widths)  # params, grads, Adam moments; activations
+    need = data_bytes + eval_bytes + mps_bytes + model_bytes
+    if check:
+        refuse_above_machine(need, f"{n} sites, {len(cfg['system']['fields'])} fields x {data['samples_per_field']} samples, "
+                                   f"{max(ev['samples'], ev['chi_samples'], ev['renyi_samples'])} evaluation samples"
+                                   + (f", bond dimension {data['bond_dim']}" if mps_bytes else "") + f", {n_params} parameters")
+    return need
 
 
 def _float_list(name: str, values) -> list[float]:
