@@ -93,6 +93,11 @@ def test_evolve_sigusr1_then_resume_is_bit_identical(tmp_path):
     summary = json.loads((ref / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["exact"] is not None
     assert summary["accepted_substeps"] >= 6
+    from distnqs.io.info import describe_run
+    from distnqs.io.plot import plot_run
+
+    assert plot_run(ref).name == "dynamics.png" and (ref / "dynamics.png").stat().st_size > 10_000
+    assert "latest time t = 0.25" in describe_run(ref)
     out = tmp_path / "run"
     env = {**clean_env(), "DISTNQS_FAULT_STEP_SECONDS": "0.5"}
     proc = subprocess.Popen([sys.executable, "-m", "distnqs", "evolve", str(cfg), "--outdir", str(out)], env=env, cwd=REPO,
