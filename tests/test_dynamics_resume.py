@@ -85,7 +85,7 @@ def _wait_for_rows(outdir, n, proc, timeout=600):
         time.sleep(0.02)
 
 
-def test_evolve_sigusr1_then_resume_is_bit_identical(tmp_path):
+def test_evolve_sigusr1_kill_then_resume_is_bit_identical(tmp_path):
     cfg = _cfg(tmp_path)
     ref = tmp_path / "ref"
     done = run_cli(["evolve", str(cfg), "--outdir", str(ref)], check=True)
@@ -107,7 +107,11 @@ def test_evolve_sigusr1_then_resume_is_bit_identical(tmp_path):
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == EXIT_SIGNALLED, (stdout[-2000:], stderr[-2000:])
     assert "SIGUSR1" in stdout
-    assert 2 <= checkpoint.list_checkpoints(out)[-1][0] < 6
+    stopped_at = checkpoint.list_checkpoints(out)[-1][0]
+    assert 2 <= stopped_at < 6
+    if stopped_at + 1 < 6:  # then a node dies (SIGKILL) after the next step; the rerun resumes from the last checkpoint
+        killed = run_cli(["evolve", str(cfg), "--outdir", str(out)], env_extra={"DISTNQS_FAULT_KILL_AT_STEP": str(stopped_at + 1)})
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     again = run_cli(["evolve", str(cfg), "--outdir", str(out)], check=True)
     assert "resuming from checkpoint-" in again.stdout
     _assert_identical(out, ref)
