@@ -1,4 +1,4 @@
-"""Command line: ``distnqs {run,info,plot,doctor,report,tomography,ising-vae} ...``.
+"""Command line: ``distnqs {run,evolve,info,plot,doctor,report,tomography,ising-vae} ...``.
 
 User mistakes (:class:`distnqs.errors.DistnqsError`) end in one line
 ``distnqs: error: ...`` on stderr and exit status 2. A failed write to the run
@@ -29,6 +29,7 @@ EXIT_IO_ERROR = 74  # EX_IOERR (sysexits.h)
 # Each function takes the remaining argv list and returns an exit status.
 _COMMANDS = {
     "run": ("distnqs.run_commands:run_main", "run (or resume) a VMC job from a TOML config"),
+    "evolve": ("distnqs.run_commands:evolve_main", "real- or imaginary-time t-VMC (TDVP) from a TOML config with a [dynamics] table"),
     "info": ("distnqs.run_commands:info_main", "status, step, latest energy and checkpoints of a run directory"),
     "plot": ("distnqs.run_commands:plot_main", "PNG of energy against step for a run directory"),
     "doctor": ("distnqs.doctor:main", "what runs where (ranks, cores, devices, MPI), checked; run it under mpirun/srun too"),

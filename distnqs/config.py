@@ -2,7 +2,8 @@
 
 Top-level keys: ``name``, ``seed``, ``n_steps`` and the tables ``[lattice]``,
 ``[hamiltonian]``, ``[ansatz]``, ``[sampler]``, ``[optimizer]``,
-``[observables]``, ``[run]``. Unknown keys are errors (they are usually
+``[observables]``, ``[run]``, and ``[dynamics]`` for ``distnqs evolve`` (then
+``n_steps`` is ``t_final / dt``). Unknown keys are errors (they are usually
 typos). The builders of each layer validate their own table; this module only
 checks the shape of the document and fills defaults.
 
@@ -23,7 +24,7 @@ from distnqs import schema
 from distnqs.errors import ConfigError
 from distnqs.schema import REQUIRED, Key
 
-TABLES = ("lattice", "hamiltonian", "ansatz", "sampler", "optimizer", "observables", "run")
+TABLES = ("lattice", "hamiltonian", "ansatz", "sampler", "optimizer", "observables", "run", "dynamics")
 PHYSICS_KEYS = ("lattice", "hamiltonian", "ansatz", "seed")
 
 # ---------------------------------------------------------------------------
@@ -123,6 +124,32 @@ RUN = {
     "variance_alarm": Key("number", 20.0, min=0),  # reject a step whose variance exceeds this times the running median (0: off)
 }
 
+# [dynamics] (distnqs evolve, distnqs.dynamics): real- or imaginary-time t-VMC. Resolved (defaults
+# filled, n_steps = t_final / dt) only when the table is given; a [run]-only config has none.
+DYNAMICS = {
+    "initial_state": Key("str", "plus_x", choices=("plus_x", "checkpoint")),
+    "checkpoint": Key("str"),  # run directory (newest valid checkpoint) or checkpoint file of a ground-state run
+    "t_final": Key("number", REQUIRED, min=0, min_open=True),
+    "dt": Key("number", REQUIRED, min=0, min_open=True),  # one loop step (log row) of simulated time
+    "integrator": Key("str", "rk4", choices=("euler", "heun", "rk4", "rk23")),
+    "rk23_tol": Key("number", 1e-3, min=0, min_open=True),  # rk23: error per substep in the S-metric
+    "max_substeps": Key("int", 64, min=1, max=10**6),  # rk23: substeps (accepted or not) per dt at most
+    "regularization": Key("str", "diag_shift", choices=("diag_shift", "snr")),
+    "diag_shift": Key("number", 1e-4, min=0),
+    "solver": Key("str", "dense", choices=("cg", "dense")),  # diag_shift: dense Cholesky or matrix-free CG
+    "cg_maxiter": Key("int", 500, min=1, max=10**6),
+    "cg_tol": Key("number", 1e-10, min=0, min_open=True),
+    "rcond": Key("number", 1e-14, min=0, min_open=True),  # snr: eigenvalues below rcond * max are dropped
+    "rcond_smooth": Key("number", 1e-8, min=0),  # snr: smooth cut-off of small eigenvalues (relative)
+    "snr_cutoff": Key("number", 4.0, min=0),  # snr: Schmitt & Heyl's signal-to-noise threshold (0: none)
+    # monte_carlo: the [sampler]'s samples; full_enumeration: every configuration weighted by |psi|^2 (N <= 20)
+    "sampling": Key("str", "monte_carlo", choices=("monte_carlo", "full_enumeration")),
+    "plus_x_weight": Key("number", 0.5, min=0, min_open=True, max=10),  # plus_x: RBM kernel diagonal (see distnqs.dynamics.evolve)
+    "imaginary": Key("bool", False),  # imaginary time: S dtheta/dtau = -F (a ground-state method)
+    "exact": Key("bool", True),  # store the exact evolution (N <= 16) in exact.json for comparison and plots
+}
+DYNAMICS_PHYSICS = ("initial_state", "checkpoint", "dt", "imaginary")  # part of the physics hash
+
 FILLED_TABLES = {"sampler": SAMPLER, "optimizer": OPTIMIZER, "observables": OBSERVABLES, "run": RUN}
 
 DEFAULTS = {
@@ -200,7 +227,27 @@ def resolve(raw: dict) -> dict:
     _check_ansatz(cfg["ansatz"])
     for name, table in FILLED_TABLES.items():
         cfg[name] = schema.check_table(f"[{name}]", table, cfg[name], fill=True)
+    if "dynamics" in cfg:
+        cfg["dynamics"] = _check_dynamics(cfg["dynamics"])
+        cfg["n_steps"] = dynamics_steps(cfg["dynamics"])
     return cfg
+
+
+def dynamics_steps(dyn: dict) -> int:
+    """Number of loop steps of an evolution: ``t_final / dt`` (an integer, checked)."""
+    n = dyn["t_final"] / dyn["dt"]
+    if abs(n - round(n)) > 1e-9 * max(1.0, n) or round(n) < 1:
+        raise ConfigError(f"[dynamics] t_final = {dyn['t_final']} is not a whole number of steps dt = {dyn['dt']}")
+    return int(round(n))
+
+
+def _check_dynamics(table: dict) -> dict:
+    dyn = schema.check_table("[dynamics]", DYNAMICS, table, fill=True)
+    if dyn["initial_state"] == "checkpoint" and "checkpoint" not in dyn:
+        raise ConfigError('[dynamics] initial_state = "checkpoint" needs checkpoint = "<run directory or checkpoint file>"')
+    if dyn["initial_state"] != "checkpoint" and "checkpoint" in dyn:
+        raise ConfigError('[dynamics] checkpoint is only used with initial_state = "checkpoint"')
+    return dyn
 
 
 def parse(text: str, source: str = "<string>") -> dict:
@@ -225,7 +272,10 @@ def load(path) -> dict:
 
 def physics_hash(cfg: dict) -> str:
     """sha256 of the physics keys (lattice, Hamiltonian, ansatz, seed)."""
-    blob = json.dumps({k: cfg.get(k) for k in PHYSICS_KEYS}, sort_keys=True, default=str)
+    physics = {k: cfg.get(k) for k in PHYSICS_KEYS}
+    if cfg.get("dynamics") is not None:  # an evolution: its initial state, time step and kind of time too
+        physics["dynamics"] = {k: cfg["dynamics"].get(k) for k in DYNAMICS_PHYSICS}
+    blob = json.dumps(physics, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -248,7 +298,7 @@ def dumps_toml(cfg: dict) -> str:
 # ---------------------------------------------------------------------------
 
 HISTORY_FILE = "config_history.jsonl"
-RESUME_TABLES = ("optimizer", "sampler", "run")
+RESUME_TABLES = ("optimizer", "sampler", "run", "dynamics")
 # optimizer key of a schedule's horizon -> (is the schedule active?, what it is in words)
 HORIZONS = {
     "schedule_steps": (lambda opt: opt.get("schedule", "constant") != "constant", "learning-rate schedule"),

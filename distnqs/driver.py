@@ -1,5 +1,8 @@
-"""The optimization loop: resume, step, log, checkpoint, summary.
+"""The run lifecycle and the optimization loop: resume, step, log, checkpoint, summary.
 
+:func:`run_lifecycle` is the one lifecycle every driver uses: ``run`` here
+(a :class:`VMCJob`) and ``evolve`` (:class:`distnqs.dynamics.evolve.EvolveJob`);
+a job supplies its state, jitted step, log row, own policies and summary.
 ``run(cfg, outdir)`` is what ``distnqs run CONFIG --outdir D`` calls on every
 rank. It
 
@@ -65,6 +68,7 @@ from distnqs.errors import CheckpointError, ConfigError
 from distnqs.io import checkpoint
 from distnqs.io import lock as run_lock
 from distnqs.io.files import atomic_write_json, atomic_write_text, make_run_dir
+from distnqs.io.log import COLUMNS as LOG_COLUMNS
 from distnqs.io.log import StepLog
 from distnqs.models import n_parameters
 from distnqs.operators.exact import MAX_EXACT_SITES, ground_state_energy
@@ -176,6 +180,13 @@ def _check_same_physics(previous: dict, cfg: dict, outdir: Path) -> None:
         if previous.get(key) != cfg.get(key):
             raise ConfigError(
                 f"{outdir} holds a run with a different [{key}] ({previous.get(key)} != {cfg.get(key)}); "
+                "use another --outdir, or --restart to move the old run aside"
+            )
+    old_dyn, new_dyn = previous.get("dynamics") or {}, cfg.get("dynamics") or {}
+    for key in config_mod.DYNAMICS_PHYSICS:
+        if ("dynamics" in previous) != ("dynamics" in cfg) or old_dyn.get(key) != new_dyn.get(key):
+            raise ConfigError(
+                f"{outdir} holds a run with a different [dynamics] {key} ({old_dyn.get(key)} != {new_dyn.get(key)}); "
                 "use another --outdir, or --restart to move the old run aside"
             )
 
@@ -383,7 +394,8 @@ class Outcome(NamedTuple):
 class StepContext:
     """What a policy sees after one step (``step`` = its index, ``done`` = steps completed)."""
 
-    def __init__(self, step: int, state: tuple, metrics: dict, seconds: float, n_steps: int):
+    def __init__(self, step: int, state: tuple, metrics: dict, seconds: float, n_steps: int, row_fn=None):
+        self.row_fn = row_fn or vmc_row
         self.step, self.done, self.state, self.metrics, self.seconds, self.n_steps = step, step + 1, state, metrics, seconds, n_steps
         self.stop_requested = False
         self.outcome: Outcome | None = None
@@ -392,47 +404,54 @@ class StepContext:
 
     @property
     def row(self) -> dict:
-        """The log row of this step (float columns of :mod:`distnqs.io.log`)."""
+        """The log row of this step (float columns of the job's log), built once by ``row_fn``."""
         if self._row is None:
-            m, e = self.metrics, self.metrics["energy"]
-            guard = m.get("guard", {})
-            self._row = {
-                "step": self.step,
-                "energy_mean": float(np.real(e.mean)),
-                "energy_mean_imag": float(np.imag(e.mean)),
-                "energy_error": float(e.error_of_mean),
-                "energy_variance": float(e.variance),
-                "tau_corr": float(e.tau_corr),
-                "R_hat": float(e.R_hat),
-                "acceptance": float(m["acceptance"]),
-                "learning_rate": float(m["learning_rate"]),
-                "seconds_per_step": self.seconds,
-                "samples_per_second": m.get("n_samples_total", np.nan) / self.seconds,
-                "update_norm": float(guard.get("update_norm", np.nan)),
-                "fs_length": float(guard.get("fs_length", np.nan)),
-                "guard_action": float(guard.get("action", 0)),
-                "rollbacks": float(self.state[1][1].n_rollbacks) if isinstance(self.state[1], tuple) and hasattr(self.state[1][1], "n_rollbacks") else 0.0,
-            }
-            for key in ("m", "abs_m", "m2"):
-                if key in m:
-                    self._row[key] = float(np.real(m[key].mean))
+            self._row = self.row_fn(self)
         return self._row
 
 
-def optimization_loop(step_fn, state: tuple, start: int, n_steps: int, policies) -> tuple:
+def vmc_row(ctx) -> dict:
+    """The ``log.h5`` row of one VMC step (columns of :data:`distnqs.io.log.COLUMNS`)."""
+    m, e = ctx.metrics, ctx.metrics["energy"]
+    guard = m.get("guard", {})
+    row = {
+        "step": ctx.step,
+        "energy_mean": float(np.real(e.mean)),
+        "energy_mean_imag": float(np.imag(e.mean)),
+        "energy_error": float(e.error_of_mean),
+        "energy_variance": float(e.variance),
+        "tau_corr": float(e.tau_corr),
+        "R_hat": float(e.R_hat),
+        "acceptance": float(m["acceptance"]),
+        "learning_rate": float(m["learning_rate"]),
+        "seconds_per_step": ctx.seconds,
+        "samples_per_second": m.get("n_samples_total", np.nan) / ctx.seconds,
+        "update_norm": float(guard.get("update_norm", np.nan)),
+        "fs_length": float(guard.get("fs_length", np.nan)),
+        "guard_action": float(guard.get("action", 0)),
+        "rollbacks": float(ctx.state[1][1].n_rollbacks) if isinstance(ctx.state[1], tuple) and hasattr(ctx.state[1][1], "n_rollbacks") else 0.0,
+    }
+    for key in ("m", "abs_m", "m2"):
+        if key in m:
+            row[key] = float(np.real(m[key].mean))
+    return row
+
+
+def optimization_loop(step_fn, state: tuple, start: int, n_steps: int, policies, row_fn=None) -> tuple:
     """Run ``step_fn(*state, t) -> (*state, metrics)`` for ``t = start..n_steps-1``.
 
     After each step every policy's ``after_step(ctx)`` is called in order; a
     policy ends the run by setting ``ctx.outcome`` or rewinds it by setting
     ``ctx.rollback = (step, state, event)`` (then each policy's optional
     ``on_rollback(step, event)`` is called). Returns ``(completed steps, state,
-    metrics of the last completed step or None, outcome or None)``.
+    metrics of the last completed step or None, outcome or None)``. ``row_fn(ctx)``
+    builds ``ctx.row`` (default :func:`vmc_row`).
     """
     step, metrics, outcome = start, None, None
     while step < n_steps and outcome is None:
         t0 = time.perf_counter()
         *new_state, new_metrics = step_fn(*state, jnp.asarray(step, jnp.int32))
-        ctx = StepContext(step, tuple(new_state), jax.device_get(new_metrics), time.perf_counter() - t0, n_steps)
+        ctx = StepContext(step, tuple(new_state), jax.device_get(new_metrics), time.perf_counter() - t0, n_steps, row_fn)
         for policy in policies:
             policy.after_step(ctx)
             if ctx.outcome is not None or ctx.rollback is not None:
@@ -651,23 +670,32 @@ class StopOnRequest:
 
 
 # ---------------------------------------------------------------------------
-# The run lifecycle
+# The run lifecycle (shared by every driver: ``run`` here, ``evolve`` in distnqs.dynamics)
 # ---------------------------------------------------------------------------
 
-def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, hamiltonian=None, model=None,
-        stop_after: int | None = None, reschedule: bool = False) -> tuple[dict, int]:
-    """Run (or resume) the optimization described by the resolved config ``cfg``.
+def run_lifecycle(cfg: dict, outdir, make_job, *, quiet: bool = False, restart: bool = False,
+                  stop_after: int | None = None, reschedule: bool = False) -> tuple[dict, int]:
+    """Run (or resume) one job in a run directory; returns ``(summary, exit_code)``.
 
-    Returns ``(summary, exit_code)``. ``outdir=None`` runs in memory (no files).
-    ``stop_after`` ends the run after that many steps of this invocation, as a
-    signal would (used by tests and for wall-time budgets). ``reschedule``
-    stretches the schedules over a changed ``n_steps`` on resume.
+    What every driver shares, in order: device selection, the resume plan of
+    the config (:func:`distnqs.config.resume_plan`), ``job = make_job(cfg)``,
+    the run directory (``--restart`` moves an old run aside) and its lock,
+    resume from the newest valid checkpoint (state ``(params, opt_state,
+    sampler_state)``; ``opt_state`` is whatever the job's step carries:
+    optimizer state for VMC, integrator state for t-VMC), the preflight check
+    of the directory, :func:`optimization_loop` with the common policies
+    around the job's own, ``summary.json`` and the lock's release.
+
+    A job provides: ``n_steps``, ``n_samples_total``, ``log_columns``,
+    ``init_state()``, ``step_fn()`` (jitted), ``row(ctx)`` (its log row),
+    ``before_loop(outdir, start, quiet)``, ``policies(checkpoints, start,
+    quiet)`` (inserted after :class:`LogRow`), ``summary(final_step, state,
+    metrics, outcome, status, t_begin, quiet)`` and ``final_message(summary)``.
     """
-    cfg = config_mod.resolve(cfg)  # idempotent: a config from the Python API is checked like a file's
     devices.select(cfg["run"].get("device", "auto"))
     previous = comm.on_root(config_mod.previous_config, outdir) if outdir is not None and not restart else None
     cfg, resume_notes, resume_changes = config_mod.resume_plan(cfg, previous, reschedule)
-    problem = build_problem(cfg, hamiltonian=hamiltonian, model=model)
+    job = make_job(cfg)
     outdir = Path(outdir) if outdir is not None else None
     comm.install_abort_hook()
 
@@ -681,7 +709,7 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
     else:
         saved = None
 
-    params, opt_state, sampler_state = problem.init_state()
+    params, opt_state, sampler_state = job.init_state()
     start = 0
     if saved is not None:
         if saved["attrs"].get("physics_hash") != config_mod.physics_hash(cfg):
@@ -699,16 +727,12 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
         if comm.rank() == 0:
             print(f"distnqs: warning: {line}", file=sys.stderr, flush=True)
 
-    reference = comm.on_root(_reference, problem, outdir)
-    n_steps = cfg["n_steps"]
-    _say(f"distnqs: {problem.describe()}", quiet)
-    if reference is not None:
-        _say(f"distnqs: exact ground-state energy per site {reference['energy_per_site']:.8f}", quiet)
-
+    job.before_loop(outdir, start, quiet)
+    n_steps = job.n_steps
     holder = {}  # the log object lives on rank 0; only its success is broadcast
 
     def open_log():
-        holder["log"] = StepLog(outdir / "log.h5", resume_step=start)
+        holder["log"] = StepLog(outdir / "log.h5", resume_step=start, columns=job.log_columns)
 
     if outdir is not None:
         from distnqs.io.preflight import check_run_directory
@@ -722,41 +746,23 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
     try:
         with _StopFlag() as flag:
             checkpoints = CheckpointCadence(outdir, cfg, run_cfg["checkpoint_every"], run_cfg["keep_checkpoints"], start, state)
-            guard = DivergenceGuard(run_cfg["on_divergence"], run_cfg["max_rollbacks"], checkpoints, quiet)
             policies = [
-                LogRow(log, problem.step.n_samples_total, outdir is not None),
-                guard,
-                ProgressLine(problem, reference, start, n_steps, run_cfg["print_every"], quiet),
+                LogRow(log, job.n_samples_total, outdir is not None),
+                *job.policies(checkpoints, start, quiet),
                 ConsistencyCheck(run_cfg["consistency_every"]),
                 StopRequest(flag, stop_after, start),
                 checkpoints,
                 FaultInjection(),
                 StopOnRequest(flag),
             ]
-            final_step, state, metrics_host, outcome = optimization_loop(problem.step.jit(), state, start, n_steps, policies)
+            final_step, state, metrics_host, outcome = optimization_loop(job.step_fn(), state, start, n_steps, policies, row_fn=job.row)
     finally:
         if log is not None:
             log.close()
 
-    params, opt_state, sampler_state = state
     status = "finished" if final_step >= n_steps else (outcome.status if outcome is not None else "stopped")
     code = EXIT_OK if status == "finished" else (outcome.code if outcome is not None else EXIT_SIGNALLED)
-    evaluated = None
-    if status == "finished" and metrics_host is not None and run_cfg["eval_steps"] > 0:
-        evaluated = _final_evaluation(problem, params, sampler_state, n_steps, run_cfg["eval_steps"], quiet)
-        metrics_host = {**metrics_host, **evaluated}
-    summary = _summary(problem, final_step, metrics_host, reference, status, time.perf_counter() - t_begin)
-    summary["final_evaluation_steps"] = run_cfg["eval_steps"] if evaluated is not None else 0
-    guard_state = opt_state[1]
-    summary["guard"] = {
-        "rejected_steps": int(guard_state.n_rejected),
-        "rescaled_steps": int(guard_state.n_rescaled),
-        "rollbacks": int(guard_state.n_rollbacks),
-        "learning_rate_scale": float(guard_state.lr_scale),
-        "diag_shift_scale": float(guard_state.shift_scale),
-        "rollback_events": guard.events,  # of this invocation (log.h5 keeps all, attribute "events")
-    }
-    summary["divergence"] = guard.diverged
+    summary = job.summary(final_step, state, metrics_host, outcome, status, t_begin, quiet)
     if metrics_host is None and outdir is not None and outcome is None:
         previous = comm.on_root(lambda: json.loads((outdir / "summary.json").read_text()) if (outdir / "summary.json").exists() else None)
         if previous is not None and previous.get("step") == final_step:
@@ -764,11 +770,89 @@ def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, h
     if outdir is not None:
         comm.on_root(atomic_write_json, outdir / "summary.json", summary)
         comm.on_root(run_lock.release, outdir)
-    if summary.get("energy_per_site") is not None and status == "finished":
-        msg = f"distnqs: step {summary['step']}/{n_steps}  E/N = {summary['energy_per_site']:.8f} ± {summary['energy_per_site_error']:.8f}"
+    if status == "finished":
+        job.final_message(summary)
+    return summary, code
+
+
+class VMCJob:
+    """Ground-state VMC (``distnqs run``) as a job of :func:`run_lifecycle`."""
+
+    log_columns = LOG_COLUMNS
+
+    def __init__(self, problem: Problem):
+        self.problem, self.cfg = problem, problem.cfg
+        self.n_steps = problem.cfg["n_steps"]
+        self.n_samples_total = problem.step.n_samples_total
+        self.reference = None
+        self.guard = None
+
+    def init_state(self):
+        return self.problem.init_state()
+
+    def step_fn(self):
+        return self.problem.step.jit()
+
+    @staticmethod
+    def row(ctx) -> dict:
+        return vmc_row(ctx)
+
+    def before_loop(self, outdir, start, quiet):
+        self.reference = comm.on_root(_reference, self.problem, outdir)
+        _say(f"distnqs: {self.problem.describe()}", quiet)
+        if self.reference is not None:
+            _say(f"distnqs: exact ground-state energy per site {self.reference['energy_per_site']:.8f}", quiet)
+
+    def policies(self, checkpoints, start, quiet):
+        run_cfg = self.cfg["run"]
+        self.guard = DivergenceGuard(run_cfg["on_divergence"], run_cfg["max_rollbacks"], checkpoints, quiet)
+        return [self.guard, ProgressLine(self.problem, self.reference, start, self.n_steps, run_cfg["print_every"], quiet)]
+
+    def summary(self, final_step, state, metrics_host, outcome, status, t_begin, quiet) -> dict:
+        problem, run_cfg = self.problem, self.cfg["run"]
+        params, opt_state, sampler_state = state
+        evaluated = None
+        if status == "finished" and metrics_host is not None and run_cfg["eval_steps"] > 0:
+            evaluated = _final_evaluation(problem, params, sampler_state, self.n_steps, run_cfg["eval_steps"], quiet)
+            metrics_host = {**metrics_host, **evaluated}
+        summary = _summary(problem, final_step, metrics_host, self.reference, status, time.perf_counter() - t_begin)
+        summary["final_evaluation_steps"] = run_cfg["eval_steps"] if evaluated is not None else 0
+        guard_state = opt_state[1]
+        summary["guard"] = {
+            "rejected_steps": int(guard_state.n_rejected),
+            "rescaled_steps": int(guard_state.n_rescaled),
+            "rollbacks": int(guard_state.n_rollbacks),
+            "learning_rate_scale": float(guard_state.lr_scale),
+            "diag_shift_scale": float(guard_state.shift_scale),
+            "rollback_events": self.guard.events,  # of this invocation (log.h5 keeps all, attribute "events")
+        }
+        summary["divergence"] = self.guard.diverged
+        return summary
+
+    def final_message(self, summary) -> None:
+        if summary.get("energy_per_site") is None:
+            return
+        msg = f"distnqs: step {summary['step']}/{self.n_steps}  E/N = {summary['energy_per_site']:.8f} ± {summary['energy_per_site_error']:.8f}"
         if summary.get("reference"):
             ref = summary["reference"]
             statistical = summary["energy"]["error"] / abs(ref["energy"])
             msg += f"  exact {ref['energy_per_site']:.8f}  relative error {ref['relative_error']:.2e} (statistical {statistical:.1e})"
         _say(msg)
-    return summary, code
+
+
+def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, hamiltonian=None, model=None,
+        stop_after: int | None = None, reschedule: bool = False) -> tuple[dict, int]:
+    """Run (or resume) the optimization described by the resolved config ``cfg``.
+
+    Returns ``(summary, exit_code)``. ``outdir=None`` runs in memory (no files).
+    ``stop_after`` ends the run after that many steps of this invocation, as a
+    signal would (used by tests and for wall-time budgets). ``reschedule``
+    stretches the schedules over a changed ``n_steps`` on resume.
+    """
+    cfg = config_mod.resolve(cfg)  # idempotent: a config from the Python API is checked like a file's
+    if "dynamics" in cfg:
+        raise ConfigError("this config has a [dynamics] table: run it with distnqs evolve (distnqs run optimizes a ground state)")
+    return run_lifecycle(
+        cfg, outdir, lambda c: VMCJob(build_problem(c, hamiltonian=hamiltonian, model=model)),
+        quiet=quiet, restart=restart, stop_after=stop_after, reschedule=reschedule,
+    )

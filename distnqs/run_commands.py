@@ -1,4 +1,4 @@
-"""``distnqs run | info | plot | report``: the run-directory commands."""
+"""``distnqs run | evolve | info | plot | report``: the run-directory commands."""
 
 from __future__ import annotations
 
@@ -53,6 +53,37 @@ def run_main(argv) -> int:
         return 0
     _, code = run(cfg, args.outdir, quiet=args.quiet, restart=args.restart, stop_after=args.stop_after,
                   reschedule=args.reschedule)
+    return code
+
+
+def evolve_main(argv) -> int:
+    """``distnqs evolve CONFIG --outdir D``: t-VMC (:mod:`distnqs.dynamics.evolve`); exit statuses as ``run``."""
+
+    def build(p):
+        p.add_argument("config", help="TOML config file with a [dynamics] table")
+        p.add_argument("--outdir", required=True, help="run directory (resumed if it holds an evolution of the same problem)")
+        p.add_argument("--restart", action="store_true", help="move an existing run in OUTDIR aside and start over")
+        p.add_argument("--check", action="store_true", help="check the config and build the problem, then exit (OUTDIR untouched)")
+        p.add_argument("--quiet", action="store_true", help="no per-step progress lines (batch logs)")
+        p.add_argument("--debug", action="store_true", help="print the traceback of an error, not only its one line")
+        p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
+
+    args = _parse("evolve", argv, build)
+    if args.debug:
+        os.environ["DISTNQS_DEBUG"] = "1"
+    from distnqs import comm, config
+
+    comm.check_launcher()
+    from distnqs.dynamics.evolve import EvolveJob, evolve
+
+    cfg = config.load(args.config)
+    if "dynamics" not in cfg:
+        raise DistnqsError(f"{args.config} has no [dynamics] table (distnqs evolve needs t_final and dt there)")
+    if args.check:
+        job = EvolveJob(cfg)
+        print(f"distnqs: config OK: {job.problem.describe()}; {job.describe()}")
+        return 0
+    _, code = evolve(cfg, args.outdir, quiet=args.quiet, restart=args.restart, stop_after=args.stop_after)
     return code
 
 

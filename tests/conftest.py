@@ -21,6 +21,11 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".cache" / "jax-te
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
+# jax's CPU Cholesky / eigh go through scipy's OpenBLAS, whose default threads (one per core)
+# busy-wait when the other core is busy (xdist workers, mpirun ranks, another user's job): a
+# 198 x 198 Cholesky took 250 ms instead of 0.8 ms. One thread per test process; set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import distnqs  # noqa: E402,F401  (x64 and process set-up before jax)
 
 DATA_DIR = REPO / "tests" / "data"  # reference values the tests use, copied with their sources (README there)

@@ -46,6 +46,9 @@ def describe_run(outdir: Path) -> str:
             f"latest energy (step {int(last['step']) + 1}): {last['energy_mean']:.8f} ± {last['energy_error']:.8f}"
             f"  (variance {last['energy_variance']:.4g}, R_hat {last['R_hat']:.3f}, acceptance {last['acceptance']:.2f})"
         )
+        if "t" in last:  # an evolution (distnqs evolve)
+            lines.append(f"latest time t = {last['t']:.6g}: <sx> = {last['sx']:.6f} ± {last['sx_error']:.6f}, "
+                         f"<szsz> = {last['szsz']:.6f} ± {last['szsz_error']:.6f}, TDVP residual {last['tdvp_residual']:.3g}")
         lines.append(f"speed: {sps:.3g} s/step, {np.median(log['samples_per_second'][-50:]):.4g} samples/s")
         if n_steps:
             lines.append(f"remaining: {max(0, n_steps - int(last['step']) - 1)} steps, about {max(0, n_steps - int(last['step']) - 1) * sps:.0f} s")

@@ -11,6 +11,10 @@ every step; the file is opened in SWMR mode where the HDF5 library allows it,
 so ``h5py.File(path, "r", swmr=True)`` (or ``distnqs info``) reads it while the
 run goes on. On resume from step ``t`` every row with ``step >= t`` is cut, so
 the log never holds duplicated or missing steps.
+
+Other drivers pass their own ``columns`` (``distnqs evolve``:
+:data:`distnqs.dynamics.evolve.COLUMNS`, with ``t``, ``dt``, observables and
+the TDVP residual); the file layout is the same.
 """
 
 from __future__ import annotations
@@ -59,9 +63,10 @@ class StepLog:
     one per step.
     """
 
-    def __init__(self, path, resume_step: int = 0):
+    def __init__(self, path, resume_step: int = 0, columns: tuple = COLUMNS):
         self.path = Path(path)
         self.file = None
+        self.columns = tuple(columns)
         with writing(self.path.name, self.path.parent, cleanup=[self._tmp]):
             self._open(resume_step)
 
@@ -79,7 +84,7 @@ class StepLog:
                 _check_not_truncated(self.path)
                 old = read_log(self.path)
                 keep = int(np.searchsorted(old["step"], resume_step)) if old.get("step", np.empty(0)).size else 0
-                rows = {name: old[name][:keep] for name in COLUMNS if name in old}
+                rows = {name: old[name][:keep] for name in self.columns if name in old}
             except Exception as exc:  # noqa: BLE001 - truncated, not HDF5, missing column...: never a traceback
                 aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
                 k = 1
@@ -97,7 +102,7 @@ class StepLog:
         n = rows["step"].size if rows else 0
         image = io.BytesIO()  # built in memory: a full disk fails in one plain write, not inside HDF5
         with h5py.File(image, "w", libver="latest") as f:
-            for name in COLUMNS:
+            for name in self.columns:
                 data = rows.get(name, np.empty(0))
                 if data.size != n:
                     data = np.full(n, np.nan)
@@ -109,7 +114,7 @@ class StepLog:
         os.replace(self._tmp, self.path)
         self.file = h5py.File(self.path, "a", libver="latest")
         self._fd = self.file.id.get_vfd_handle()
-        self._datasets = {name: self.file[name] for name in COLUMNS}  # held open: no HDF5 object is freed after a failure
+        self._datasets = {name: self.file[name] for name in self.columns}  # held open: no HDF5 object is freed after a failure
         try:
             self.file.swmr_mode = True
         except (ValueError, RuntimeError):
@@ -140,7 +145,7 @@ class StepLog:
             try:
                 inject_io_fault("log", int(row.get("step", -1)), self.path)
                 n = self.n_rows
-                for name in COLUMNS:
+                for name in self.columns:
                     ds = self._datasets[name]
                     ds.resize((n + 1,))
                     ds[n] = float(row.get(name, np.nan))
@@ -152,7 +157,7 @@ class StepLog:
     def truncate(self, step: int) -> None:
         """Drop the rows of steps >= ``step`` (a rollback undoes them)."""
         keep = int(np.searchsorted(self.file["step"][()], step))
-        for name in COLUMNS:
+        for name in self.columns:
             self.file[name].resize((keep,))
         self.file.flush()
 
@@ -192,10 +197,10 @@ def _check_not_truncated(path) -> None:
             raise OSError(f"truncated file: {os.path.getsize(path)} bytes, the superblock says {eof}")
 
 
-def estimate_bytes(n_steps: int) -> int:
+def estimate_bytes(n_steps: int, n_columns: int = len(COLUMNS)) -> int:
     """Size of a log of ``n_steps`` rows: chunks of 1024 float64 per column plus HDF5 overhead."""
     chunks = max(1, -(-int(n_steps) // 1024))
-    return len(COLUMNS) * (chunks * 1024 * 8 + 1024) + 4096
+    return n_columns * (chunks * 1024 * 8 + 1024) + 4096
 
 
 def read_log(path) -> dict[str, np.ndarray]:

@@ -1,4 +1,7 @@
-"""``distnqs plot D``: PNG of the energy (and the relative error to the reference) against step."""
+"""``distnqs plot D``: PNG of the energy (and the relative error to the reference) against step;
+for an evolution (``distnqs evolve``, a log with a ``t`` column) :math:`\langle\sigma^x\rangle(t)`,
+:math:`\langle\sigma^z\sigma^z\rangle(t)` and the energy with error bars, and the exact curves when
+the run stored them (``exact.json``)."""
 
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ def plot_run(outdir: Path, output=None) -> Path:
     log = read_log(outdir / "log.h5")
     if log["step"].size == 0:
         raise DistnqsError(f"{outdir}/log.h5 has no rows yet")
+    if "t" in log:
+        return plot_evolution(outdir, log, output)
     reference = None
     for name in ("reference.json", "summary.json"):
         path = outdir / name
@@ -54,6 +59,45 @@ def plot_run(outdir: Path, output=None) -> Path:
     ax.set_title(outdir.name)
     fig.tight_layout()
     out = Path(output) if output else outdir / "energy.png"
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_evolution(outdir: Path, log: dict, output=None) -> Path:
+    """Observables of an evolution against time, with error bars (and exact curves from ``exact.json``)."""
+    import matplotlib.pyplot as plt
+
+    exact = None
+    if (outdir / "exact.json").exists():
+        exact = json.loads((outdir / "exact.json").read_text())
+    t = np.asarray(log["t"])
+    final, imaginary = None, False
+    if (outdir / "summary.json").exists():
+        summary = json.loads((outdir / "summary.json").read_text())
+        imaginary = bool(summary.get("imaginary"))
+        if summary.get("kind") == "evolve" and summary.get("observables"):
+            final = (summary["t"], summary["observables"])
+    fig, axes = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
+    panels = (("sx", "sx_error", r"$\langle\sigma^x\rangle$"), ("szsz", "szsz_error", r"$\langle\sigma^z_i\sigma^z_j\rangle_{nn}$"),
+              ("energy_mean", "energy_error", "energy"))
+    for ax, (col, err, label) in zip(axes, panels):
+        y, e = np.asarray(log[col]), np.asarray(log[err])
+        if final is not None:
+            key = "energy" if col == "energy_mean" else col
+            t_plot, y, e = np.append(t, final[0]), np.append(y, final[1][key]["mean"]), np.append(e, final[1][key]["error"])
+        else:
+            t_plot = t
+        ax.errorbar(t_plot, y, yerr=e, fmt="o", ms=3, capsize=2, lw=1, label="t-VMC")
+        if exact is not None:
+            key = "energy" if col == "energy_mean" else col
+            ax.plot(exact["t"], exact[key], "k-", lw=1, label="exact")
+        ax.set_ylabel(label)
+    axes[0].legend()
+    axes[-1].set_xlabel("imaginary time $\\tau$" if imaginary else "time $t$")
+    axes[0].set_title(outdir.name)
+    fig.tight_layout()
+    out = Path(output) if output else outdir / "dynamics.png"
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
