@@ -99,6 +99,7 @@ def _wait_for_rows(outdir, n, proc, timeout=600):
         time.sleep(0.02)
 
 
+@pytest.mark.xdist_group("resume")  # one worker: the module's reference runs are computed once
 def test_stop_and_resume_is_bit_identical(tmp_path, uninterrupted_1):
     cfg = _cfg(tmp_path)
     out = tmp_path / "run"
@@ -111,6 +112,7 @@ def test_stop_and_resume_is_bit_identical(tmp_path, uninterrupted_1):
     _assert_identical(out, uninterrupted_1)
 
 
+@pytest.mark.xdist_group("resume")
 def test_sigterm_writes_a_checkpoint_and_resume_is_bit_identical(tmp_path, uninterrupted_1):
     cfg = _cfg(tmp_path, **{"n_steps = 24": "n_steps = 24\n"})
     out = tmp_path / "run"
@@ -130,6 +132,7 @@ def test_sigterm_writes_a_checkpoint_and_resume_is_bit_identical(tmp_path, unint
     _assert_identical(out, uninterrupted_1)
 
 
+@pytest.mark.xdist_group("resume")
 def test_kill_9_between_checkpoints_resumes_from_the_last_one(tmp_path, uninterrupted_1):
     cfg = _cfg(tmp_path)
     out = tmp_path / "run"
@@ -142,6 +145,7 @@ def test_kill_9_between_checkpoints_resumes_from_the_last_one(tmp_path, uninterr
     _assert_identical(out, uninterrupted_1)
 
 
+@pytest.mark.xdist_group("resume")
 def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, uninterrupted_1):
     cfg = _cfg(tmp_path)
     out = tmp_path / "run"
@@ -157,6 +161,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, uninterr
     _assert_identical(out, uninterrupted_1)
 
 
+@pytest.mark.xdist_group("resume")
 def test_no_valid_checkpoint_is_an_error_and_nothing_is_overwritten(tmp_path):
     cfg = _cfg(tmp_path)
     out = tmp_path / "run"
@@ -174,6 +179,7 @@ def test_no_valid_checkpoint_is_an_error_and_nothing_is_overwritten(tmp_path):
             assert after[name] == before[name], name
 
 
+@pytest.mark.xdist_group("resume")
 def test_changed_physics_is_refused_but_run_length_may_change(tmp_path, uninterrupted_1):
     out = tmp_path / "run"
     run_cli(["run", str(_cfg(tmp_path)), "--outdir", str(out), "--stop-after", "10"])
@@ -187,6 +193,7 @@ def test_changed_physics_is_refused_but_run_length_may_change(tmp_path, uninterr
     assert json.loads((out / "summary.json").read_text())["step"] == 30 and "E/N" in again.stdout
 
 
+@pytest.mark.xdist_group("resume")
 def test_restart_moves_the_old_run_aside(tmp_path):
     cfg = _cfg(tmp_path)
     out = tmp_path / "run"
@@ -198,6 +205,7 @@ def test_restart_moves_the_old_run_aside(tmp_path):
     assert checkpoint.list_checkpoints(out)[-1][0] == 2
 
 
+@pytest.mark.xdist_group("resume")
 def test_info_and_plot(tmp_path, uninterrupted_1):
     proc = run_cli(["info", str(uninterrupted_1)], check=True)
     assert "finished at step 24/24" in proc.stdout and "checkpoint-000000024.h5" in proc.stdout and "ok" in proc.stdout
@@ -219,6 +227,7 @@ def uninterrupted_2(tmp_path_factory):
 
 
 @requires_mpi
+@pytest.mark.xdist_group("resume")
 def test_two_ranks_preempted_by_signal_resume_bit_identically(tmp_path, uninterrupted_2):
     """Preemption as Slurm does it: SIGTERM to every rank of the job, then the same command again."""
     cfg = _cfg(tmp_path, kind="sgd", sr="true")
@@ -252,6 +261,7 @@ def test_two_ranks_preempted_by_signal_resume_bit_identically(tmp_path, uninterr
 
 
 @requires_mpi
+@pytest.mark.xdist_group("resume")
 def test_two_ranks_kill_9_resume_bit_identically(tmp_path, uninterrupted_2):
     cfg = _cfg(tmp_path, kind="sgd", sr="true")
     out = tmp_path / "run"
@@ -263,6 +273,7 @@ def test_two_ranks_kill_9_resume_bit_identically(tmp_path, uninterrupted_2):
 
 
 @requires_mpi
+@pytest.mark.xdist_group("resume")
 def test_resume_on_a_different_number_of_ranks_warns_and_continues(tmp_path):
     cfg = _cfg(tmp_path, kind="sgd", sr="true")
     out = tmp_path / "run"
@@ -275,6 +286,7 @@ def test_resume_on_a_different_number_of_ranks_warns_and_continues(tmp_path):
 
 
 @requires_mpi
+@pytest.mark.xdist_group("resume")
 def test_a_rank_that_raises_aborts_the_whole_job_quickly(tmp_path):
     cfg = _cfg(tmp_path, **{"n_steps = 24": "n_steps = 100000", "checkpoint_every = 5": "checkpoint_every = 0"})
     t0 = time.time()
@@ -317,6 +329,7 @@ def _history(outdir):
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+@pytest.mark.xdist_group("resume")
 def test_longer_n_steps_keeps_the_schedules_final_value(tmp_path, finished_20):
     out = _copy_run(finished_20, tmp_path)
     longer = run_cli(["run", str(_cfg(tmp_path, **{"n_steps = 24": "n_steps = 30"})), "--outdir", str(out)], check=True)
@@ -330,6 +343,7 @@ def test_longer_n_steps_keeps_the_schedules_final_value(tmp_path, finished_20):
     assert entry["step"] == 20 and entry["changes"] == {"n_steps": [20, 30]}
 
 
+@pytest.mark.xdist_group("resume")
 def test_reschedule_stretches_the_schedule(tmp_path, finished_20):
     out = _copy_run(finished_20, tmp_path)
     cfg = _cfg(tmp_path, **{"n_steps = 24": "n_steps = 30"})
@@ -340,6 +354,7 @@ def test_reschedule_stretches_the_schedule(tmp_path, finished_20):
     assert "[optimizer] schedule_steps changed on resume: 20 -> 30" in proc.stderr
 
 
+@pytest.mark.xdist_group("resume")
 def test_changed_learning_rate_is_warned_and_recorded(tmp_path, finished_20):
     out = _copy_run(finished_20, tmp_path)
     cfg = _cfg(tmp_path, **{"n_steps = 24": "n_steps = 22", "learning_rate = 0.02": "learning_rate = 0.03",
@@ -356,6 +371,7 @@ def test_changed_learning_rate_is_warned_and_recorded(tmp_path, finished_20):
     assert "changed on resume" not in again.stderr and len(_history(out)) == 1
 
 
+@pytest.mark.xdist_group("resume")
 def test_same_config_resume_warns_nothing(tmp_path):
     cfg = _cfg(tmp_path)
     out = tmp_path / "run"
