@@ -91,7 +91,7 @@ DT_ENUMERATION = 0.025  # the deterministic run: rk4 error O(dt^4) well below th
 
 
 
-def _evolve(tmp_path, name, **dynamics):
+def _evolve(tmp_path, name, lattice=None, **dynamics):
     import copy
     import json
 
@@ -100,6 +100,8 @@ def _evolve(tmp_path, name, **dynamics):
 
     cfg = copy.deepcopy(QUENCH)
     cfg["dynamics"].update(dynamics)
+    if lattice is not None:
+        cfg["lattice"] = lattice
     out = tmp_path / name
     summary, code = evolve(cfg, out, quiet=True)
     assert code == 0
@@ -137,6 +139,21 @@ def test_quench_full_enumeration_follows_exact_within_the_tdvp_bound(enumerated_
     # energy: E(0) = -G N = -9 exactly (all +x); conserved up to the residual bound
     e = np.append(log["energy_mean"], summary["observables"]["energy"]["mean"])
     assert np.all(np.abs(e + 9.0) <= _deviation_bound(log, DT_ENUMERATION, energy=True) + 1e-4)
+
+
+def test_chain_quench_full_enumeration_follows_exact_within_the_tdvp_bound(tmp_path):
+    """The 12-site periodic chain, all +x quenched to the critical G = 1, up to t = 0.3 (deterministic,
+    full enumeration of 4096 configurations): same bounds as on 3x3; E(0) = -G N = -12."""
+    summary, log, exact = _evolve(tmp_path, "chain", lattice={"kind": "chain", "Lx": 12, "pbc": True},
+                                  sampling="full_enumeration", dt=DT_ENUMERATION)
+    bound = _deviation_bound(log, DT_ENUMERATION) + 1e-4
+    assert bound[-1] < 0.05
+    for col in ("sx", "szsz"):
+        y = np.append(log[col], summary["observables"][col]["mean"])
+        assert np.all(np.abs(y - np.asarray(exact[col])) <= bound), (col, y, exact[col], bound)
+    assert exact["sx"][-1] < 0.8  # <sx> moved away from 1
+    e = np.append(log["energy_mean"], summary["observables"]["energy"]["mean"])
+    assert np.all(np.abs(e + 12.0) <= _deviation_bound(log, DT_ENUMERATION, energy=True) + 1e-4)
 
 
 def test_quench_monte_carlo_agrees_with_exact_within_error_bars(tmp_path, enumerated_quench):
