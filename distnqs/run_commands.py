@@ -24,27 +24,38 @@ def _parse(prog: str, argv, build):
     return parser.parse_args(argv)
 
 
-def run_main(argv) -> int:
+def _run_directory_command(prog: str, argv, config_help: str, what: str, extra=None):
+    """Parse the options ``run`` and ``evolve`` share, set up debugging and check the launcher;
+    returns ``(args, cfg)`` with the config loaded and validated."""
+
     def build(p):
-        p.add_argument("config", help="TOML config file")
-        p.add_argument("--outdir", required=True, help="run directory (resumed if it holds a run of the same problem)")
+        p.add_argument("config", help=config_help)
+        p.add_argument("--outdir", required=True, help=f"run directory (resumed if it holds {what} of the same problem)")
         p.add_argument("--restart", action="store_true", help="move an existing run in OUTDIR aside and start over")
-        p.add_argument("--reschedule", action="store_true",
-                       help="on resume with a changed n_steps, stretch the schedules over it (default: keep them, final value after)")
         p.add_argument("--check", action="store_true", help="check the config and build the problem, then exit (OUTDIR untouched)")
         p.add_argument("--quiet", action="store_true", help="no per-step progress lines (batch logs)")
         p.add_argument("--debug", action="store_true", help="print the traceback of an error, not only its one line")
         p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
+        if extra is not None:
+            extra(p)
 
-    args = _parse("run", argv, build)
+    args = _parse(prog, argv, build)
     if args.debug:
         os.environ["DISTNQS_DEBUG"] = "1"
     from distnqs import comm, config
 
     comm.check_launcher()
+    return args, config.load(args.config)
+
+
+def run_main(argv) -> int:
+    def reschedule(p):
+        p.add_argument("--reschedule", action="store_true",
+                       help="on resume with a changed n_steps, stretch the schedules over it (default: keep them, final value after)")
+
+    args, cfg = _run_directory_command("run", argv, "TOML config file", "a run", reschedule)
     from distnqs.driver import run
 
-    cfg = config.load(args.config)
     if args.check:
         from distnqs.problem import build_problem
 
@@ -58,25 +69,9 @@ def run_main(argv) -> int:
 
 def evolve_main(argv) -> int:
     """``distnqs evolve CONFIG --outdir D``: t-VMC (:mod:`distnqs.dynamics.evolve`); exit statuses as ``run``."""
-
-    def build(p):
-        p.add_argument("config", help="TOML config file with a [dynamics] table")
-        p.add_argument("--outdir", required=True, help="run directory (resumed if it holds an evolution of the same problem)")
-        p.add_argument("--restart", action="store_true", help="move an existing run in OUTDIR aside and start over")
-        p.add_argument("--check", action="store_true", help="check the config and build the problem, then exit (OUTDIR untouched)")
-        p.add_argument("--quiet", action="store_true", help="no per-step progress lines (batch logs)")
-        p.add_argument("--debug", action="store_true", help="print the traceback of an error, not only its one line")
-        p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
-
-    args = _parse("evolve", argv, build)
-    if args.debug:
-        os.environ["DISTNQS_DEBUG"] = "1"
-    from distnqs import comm, config
-
-    comm.check_launcher()
+    args, cfg = _run_directory_command("evolve", argv, "TOML config file with a [dynamics] table", "an evolution")
     from distnqs.dynamics.evolve import EvolveJob, evolve
 
-    cfg = config.load(args.config)
     if "dynamics" not in cfg:
         raise DistnqsError(f"{args.config} has no [dynamics] table (distnqs evolve needs t_final and dt there)")
     if args.check:
