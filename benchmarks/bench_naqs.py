@@ -373,7 +373,8 @@ def bench_step(args, large=False):
             "local_energies": "distnqs: cones of the cached layers (distnqs/models/naqs_fast.py); NetKet: a forward pass per connected configuration",
             "repeats_done": r + 1,
             "machine": f"{platform.machine()}, {jax.device_count()} x {jax.devices()[0].device_kind}, {len(os.sched_getaffinity(0))} cores",
-            "conditions": "2-core machine shared with other users' jobs and other benchmark runs (load not controlled); codes alternated within one process",
+            "conditions": f"codes alternated within one process; 1-minute load average {os.getloadavg()[0]:.2f} after this repeat "
+            "(about 1: this benchmark alone on the machine; higher: other jobs shared the cores)",
             "versions": {"jax": jax.__version__, "netket": nk.__version__, "distnqs": distnqs.__version__},
             "runs": runs,
             "median_s_per_step": med,
