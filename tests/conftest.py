@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,6 +110,25 @@ def assert_one_line_error(proc, *fragments, status: int = 2) -> str:
         assert fragment in lines[0], lines[0]
     assert "Traceback" not in proc.stderr
     return lines[0]
+
+
+def assert_same_final_checkpoints(a: Path, b: Path) -> tuple[dict, dict]:
+    """The newest checkpoints of run directories ``a`` and ``b`` hold the same step and bit-identical
+    parameters, optimizer (or integrator) state and every rank's sampler state; returns both."""
+    from distnqs.io import checkpoint
+
+    ca = checkpoint.read(checkpoint.list_checkpoints(a)[-1][1])
+    cb = checkpoint.read(checkpoint.list_checkpoints(b)[-1][1])
+    assert ca["step"] == cb["step"]
+    for group in ("params", "opt_state"):
+        assert len(ca[group]) == len(cb[group])
+        for x, y in zip(ca[group], cb[group]):
+            assert np.array_equal(x, y), group
+    assert len(ca["sampler"]) == len(cb["sampler"])
+    for ra, rb in zip(ca["sampler"], cb["sampler"]):
+        for x, y in zip(ra, rb):
+            assert np.array_equal(x, y), "sampler"
+    return ca, cb
 
 
 def write_config(path: Path, text: str) -> Path:

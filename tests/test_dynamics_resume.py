@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, assert_one_line_error, clean_env, requires_mpi, run_cli
+from conftest import REPO, assert_one_line_error, assert_same_final_checkpoints, clean_env, requires_mpi, run_cli
 from distnqs.io import checkpoint
 from distnqs.io.log import read_log
 
@@ -54,16 +54,8 @@ def _cfg(tmp_path, text=CONFIG):
 
 
 def _assert_identical(a, b):
-    ca = checkpoint.read(checkpoint.list_checkpoints(a)[-1][1])
-    cb = checkpoint.read(checkpoint.list_checkpoints(b)[-1][1])
-    assert ca["step"] == cb["step"] == 6
-    for group in ("params", "opt_state"):
-        assert len(ca[group]) == len(cb[group])
-        for x, y in zip(ca[group], cb[group]):
-            assert np.array_equal(x, y), group
-    for ra, rb in zip(ca["sampler"], cb["sampler"]):
-        for x, y in zip(ra, rb):
-            assert np.array_equal(x, y), "sampler"
+    ca, _ = assert_same_final_checkpoints(a, b)
+    assert ca["step"] == 6
     la, lb = read_log(a / "log.h5"), read_log(b / "log.h5")
     for col in COLUMNS:
         assert np.array_equal(la[col], lb[col], equal_nan=True), col

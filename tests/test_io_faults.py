@@ -14,7 +14,7 @@ import uuid
 import numpy as np
 import pytest
 
-from conftest import requires_mpi, run_cli
+from conftest import assert_same_final_checkpoints, requires_mpi, run_cli
 from distnqs.errors import RunIOError
 from distnqs.io import checkpoint
 from distnqs.io.files import atomic_write_json, io_errno
@@ -104,19 +104,6 @@ def _one_error_line(proc, what, reason, resume_from):
     assert (f"a rerun resumes from {resume_from}" if resume_from else "a rerun starts at step 0") in line, line
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr[-3000:]
     return line
-
-
-def _assert_same_final_parameters(a, b):
-    ca = checkpoint.read(checkpoint.list_checkpoints(a)[-1][1])
-    cb = checkpoint.read(checkpoint.list_checkpoints(b)[-1][1])
-    assert ca["step"] == cb["step"]
-    for group in ("params", "opt_state"):
-        assert len(ca[group]) == len(cb[group])
-        for x, y in zip(ca[group], cb[group]):
-            assert np.array_equal(x, y), group
-    for ra, rb in zip(ca["sampler"], cb["sampler"]):
-        for x, y in zip(ra, rb):
-            assert np.array_equal(x, y), "sampler"
 
 
 def _no_temporary_files(outdir):
@@ -218,7 +205,7 @@ def test_disk_full_at_a_checkpoint_ends_with_one_line_and_resumes(tmp_path, tmpf
         _remount(tmpfs, "size=4m")  # space freed
     resumed = run_cli(["run", str(config), "--outdir", str(out)], check=True)
     assert "resuming from checkpoint-000000004.h5" in resumed.stdout
-    _assert_same_final_parameters(out, uninterrupted)
+    assert_same_final_checkpoints(out, uninterrupted)
 
 
 def test_read_only_log_then_damaged_log_then_read_only_directory(tmp_path, tmpfs, config, uninterrupted):
@@ -246,7 +233,7 @@ def test_read_only_log_then_damaged_log_then_read_only_directory(tmp_path, tmpfs
     log, ref_log = read_log(out / "log.h5"), read_log(uninterrupted / "log.h5")
     assert np.array_equal(log["step"], np.arange(12))
     assert np.array_equal(log["energy_mean"][4:], ref_log["energy_mean"][4:])
-    _assert_same_final_parameters(out, uninterrupted)
+    assert_same_final_checkpoints(out, uninterrupted)
 
 
 @requires_mpi
