@@ -410,18 +410,25 @@ class StepContext:
         return self._row
 
 
-def vmc_row(ctx) -> dict:
-    """The ``log.h5`` row of one VMC step (columns of :data:`distnqs.io.log.COLUMNS`)."""
-    m, e = ctx.metrics, ctx.metrics["energy"]
-    guard = m.get("guard", {})
-    row = {
-        "step": ctx.step,
+def energy_columns(e) -> dict:
+    """The energy statistics columns of a log row (shared by every job) from a :class:`Stats`."""
+    return {
         "energy_mean": float(np.real(e.mean)),
         "energy_mean_imag": float(np.imag(e.mean)),
         "energy_error": float(e.error_of_mean),
         "energy_variance": float(e.variance),
         "tau_corr": float(e.tau_corr),
         "R_hat": float(e.R_hat),
+    }
+
+
+def vmc_row(ctx) -> dict:
+    """The ``log.h5`` row of one VMC step (columns of :data:`distnqs.io.log.COLUMNS`)."""
+    m = ctx.metrics
+    guard = m.get("guard", {})
+    row = {
+        "step": ctx.step,
+        **energy_columns(m["energy"]),
         "acceptance": float(m["acceptance"]),
         "learning_rate": float(m["learning_rate"]),
         "seconds_per_step": ctx.seconds,

@@ -305,7 +305,9 @@ def _say(msg: str, quiet: bool = False) -> None:
 
 def evolve_row(ctx, dt: float) -> dict:
     """The ``log.h5`` row of one step (:data:`COLUMNS`); ``t`` is the time of the measured state (step start)."""
-    m, e = ctx.metrics, ctx.metrics["energy"]
+    from distnqs.driver import energy_columns
+
+    m = ctx.metrics
     istate = ctx.state[1]
     return {
         "step": ctx.step,
@@ -313,12 +315,7 @@ def evolve_row(ctx, dt: float) -> dict:
         "dt": float(istate.h),
         "n_substeps": float(m["n_substeps"]),
         "n_rejected": float(m["n_rejected"]),
-        "energy_mean": float(np.real(e.mean)),
-        "energy_mean_imag": float(np.imag(e.mean)),
-        "energy_error": float(e.error_of_mean),
-        "energy_variance": float(e.variance),
-        "R_hat": float(e.R_hat),
-        "tau_corr": float(e.tau_corr),
+        **energy_columns(m["energy"]),
         "sx": float(np.real(m["sx"].mean)),
         "sx_error": float(m["sx"].error_of_mean),
         "szsz": float(np.real(m["szsz"].mean)),
