@@ -28,6 +28,14 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import distnqs  # noqa: E402,F401  (x64 and process set-up before jax)
+from hypothesis import settings  # noqa: E402
+
+# The property tests draw the same examples on every run (and in CI) unless a developer asks for
+# for new ones (HYPOTHESIS_PROFILE=explore): a red CI is then
+# reproducible here, and exploring new examples is a deliberate act, not a lottery at merge time.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 DATA_DIR = REPO / "tests" / "data"  # reference values the tests use, copied with their sources (README there)
 BIN = Path(sys.executable).parent

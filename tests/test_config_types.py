@@ -41,7 +41,7 @@ VALUES = st.one_of(
     st.lists(st.integers(min_value=-3, max_value=2**20), max_size=3),
     st.sampled_from(["cosine", "linear", "adam", "cg", "dense", "direct", "gibbs", "metropolis_exchange",
                      "heisenberg", "j1j2", "ffnn", "cnn", "naqs", "complex128", "float32", "square", "gpu", "rollback"]),
-    st.just({"x": 1}),
+    st.fixed_dictionaries({"x": st.just(1)}),  # a fresh dict per draw (a shared one can be nested into itself)
 )
 
 

@@ -38,7 +38,7 @@ VALUES = st.one_of(
     st.booleans(),
     st.lists(st.one_of(st.integers(min_value=-3, max_value=2**40), st.floats(allow_nan=True), st.text(max_size=3)), max_size=3),
     st.sampled_from(["ed", "mps", "auto", "prior", "importance", "autoregressive", "float64", "dense", "conv"]),
-    st.just({"x": 1}),
+    st.fixed_dictionaries({"x": st.just(1)}),  # a fresh dict per draw (a shared one can be nested into itself)
 )
 
 

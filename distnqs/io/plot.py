@@ -1,4 +1,4 @@
-"""``distnqs plot D``: PNG of the energy (and the relative error to the reference) against step;
+r"""``distnqs plot D``: PNG of the energy (and the relative error to the reference) against step;
 for an evolution (``distnqs evolve``, a log with a ``t`` column) :math:`\langle\sigma^x\rangle(t)`,
 :math:`\langle\sigma^z\sigma^z\rangle(t)` and the energy with error bars, and the exact curves when
 the run stored them (``exact.json``)."""
