@@ -31,8 +31,8 @@ import distnqs  # noqa: E402,F401  (x64 and process set-up before jax)
 from hypothesis import settings  # noqa: E402
 
 # The property tests draw the same examples on every run (and in CI) unless a developer asks for
-# for new ones (HYPOTHESIS_PROFILE=explore): a red CI is then
-# reproducible here, and exploring new examples is a deliberate act, not a lottery at merge time.
+# new ones (HYPOTHESIS_PROFILE=explore): a red CI is then reproducible here, and exploring new
+# examples is a deliberate act, not a lottery at merge time.
 settings.register_profile("ci", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
