@@ -143,6 +143,31 @@ def max(x):  # noqa: A001
     return jax.tree_util.tree_map(lambda a: _allreduce(a, "MAX"), x)
 
 
+def allgather(x):
+    r"""Every rank's ``x`` stacked on a new leading axis, on every rank: shape ``(R, *x.shape)``
+    with row :math:`r` from rank :math:`r` (``x[None]`` for one rank). Same shape and dtype on all ranks."""
+    comm = world()
+    if comm.size == 1:
+        return jnp.asarray(x)[None]
+    import mpi4jax
+
+    return mpi4jax.allgather(x, comm=comm.mpi_comm)
+
+
+def alltoall(x):
+    r"""All-to-all exchange: ``x`` has shape ``(R, ...)``; block ``x[j]`` goes to rank :math:`j`, and
+    the result's block :math:`i` is what rank :math:`i` sent here, :math:`y^{(r)}_i = x^{(i)}_r`
+    (``x`` itself for one rank). Same shape and dtype on all ranks."""
+    comm = world()
+    if x.shape[0] != comm.size:
+        raise ValueError(f"alltoall needs a leading axis of size {comm.size} (the number of ranks), got {x.shape}")
+    if comm.size == 1:
+        return x
+    import mpi4jax
+
+    return mpi4jax.alltoall(x, comm=comm.mpi_comm)
+
+
 def mean(x, axis=None, local_count=None):
     r"""Mean over all samples of all ranks.
 

@@ -96,7 +96,8 @@ OPTIMIZER = {
     "diag_shift_final": Key("number", min=0, min_open=True),
     # horizon of the diag_shift decay (default: n_steps at the first start)
     "diag_shift_steps": Key("int", min=1, max=10**9),
-    "solver": Key("str", choices=("cg", "dense")),
+    "solver": Key("str", choices=("cg", "dense", "minsr")),
+    "minsr_rcond": Key("number", min=0),  # minsr: pseudo-inverse cut of T's eigenvalues (relative; 0: Cholesky)
     "cg_maxiter": Key("int", min=1, max=10**6),
     "cg_tol": Key("number", min=0, min_open=True),
     "b1": Key("number", min=0, max=0.999999),

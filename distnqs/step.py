@@ -7,7 +7,7 @@ r"""One VMC optimization step as a single jitted function.
     E_loc  = sum_s' H_ss' psi(s')/psi(s)        (chunked; from look-up tables when available)
     stats  = mean, error, variance, tau, R_hat  (allreduce)
     g      = 2 Re <(E_loc - E)^* O>             (allreduce)
-    x      = (S + eps)^{-1} g                   (SR, optional; allreduce per S.v)
+    x      = (S + eps)^{-1} g                   (SR, optional; allreduce per S.v; minSR: from E_loc)
     theta <- optax_update(x)                    (unless the step guard objects: distnqs.optim.guard)
 
 The energy statistics returned are those of the parameters *before* the
@@ -80,7 +80,8 @@ class VMCStep:
         learning_rate = jnp.asarray(self.optimizer.schedule(step), jnp.float64) * guard_state.lr_scale
         if self.optimizer.sr is not None:
             direction, xSx = self.optimizer.sr.solve_with_info(
-                self.ansatz.log_psi, params, flat, grad, n_total, step, guard_state.shift_scale
+                self.ansatz.log_psi, params, flat, grad, n_total, step, guard_state.shift_scale,
+                e_loc=e_loc, e_mean=energy.mean,  # used by the minsr solver only
             )
             fs_length = learning_rate**2 * xSx  # Fubini-Study length of -eta x
         else:

@@ -5,7 +5,8 @@ preconditioned by stochastic reconfiguration (:class:`distnqs.optim.sr.SR`).
 ``schedule`` (constant | linear | cosine) with ``learning_rate_final`` reached at
 step ``schedule_steps`` (default n_steps at the first start; the final value holds after it),
 ``sr`` (true/false), ``diag_shift`` (with optional geometric decay to
-``diag_shift_final`` over ``diag_shift_steps``, default n_steps), ``solver`` (cg | dense), ``cg_maxiter``, ``cg_tol``.
+``diag_shift_final`` over ``diag_shift_steps``, default n_steps), ``solver`` (cg | dense | minsr), ``cg_maxiter``, ``cg_tol``,
+``minsr_rcond`` (minsr: relative eigenvalue cut of the sample-space matrix; 0: Cholesky).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from distnqs.optim.sr import SR
 
 KINDS = ("sgd", "adam")
 SCHEDULES = ("constant", "linear", "cosine")
-_OPTIONS = {"kind", "learning_rate", "schedule", "learning_rate_final", "sr", "diag_shift", "diag_shift_final", "diag_shift_steps", "solver", "cg_maxiter", "cg_tol", "b1", "b2", "schedule_steps"}
+_OPTIONS = {"kind", "learning_rate", "schedule", "learning_rate_final", "sr", "diag_shift", "diag_shift_final", "diag_shift_steps", "solver", "cg_maxiter", "cg_tol", "minsr_rcond", "b1", "b2", "schedule_steps"}
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,8 @@ def build_optimizer(cfg: dict, n_steps: int, chunk_size=None, guard: StepGuard |
     sr = None
     if cfg.get("sr", False):
         solver = cfg.get("solver", "cg")
-        if solver not in ("cg", "dense"):
-            raise ConfigError(f"unknown SR solver {solver!r}; choose 'cg' or 'dense'")
+        if solver not in ("cg", "dense", "minsr"):
+            raise ConfigError(f"unknown SR solver {solver!r}; choose 'cg', 'dense' or 'minsr'")
         shift = cfg.get("diag_shift", 0.01)
         if not isinstance(shift, (int, float)) or shift < 0:
             raise ConfigError(f"[optimizer] diag_shift must be >= 0, got {shift!r}")
@@ -87,6 +88,7 @@ def build_optimizer(cfg: dict, n_steps: int, chunk_size=None, guard: StepGuard |
             cg_maxiter=int(cfg.get("cg_maxiter", 200)),
             cg_tol=float(cfg.get("cg_tol", 1e-10)),
             chunk_size=chunk_size,
+            minsr_rcond=float(cfg.get("minsr_rcond", 0.0)),
         )
     return Optimizer(tx, schedule, sr, guard if guard is not None else StepGuard())
 

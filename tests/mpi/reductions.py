@@ -25,6 +25,10 @@ lattice = build_lattice({"kind": "chain", "Lx": N, "pbc": True})
 H = tfim(lattice, G=1.1)
 ansatz = Ansatz(RBM(alpha=1, param_dtype=jnp.complex128, init_std=0.2), N)
 params = ansatz.init(jax.random.PRNGKey(0))
+# minSR on a real RBM with an odd number of parameters (8 + 8*5 + 5 = 53): the parameter axis is
+# padded to split over 2 ranks
+odd = Ansatz(RBM(alpha=5 / N, init_std=0.2), N)
+odd_params = odd.init(jax.random.PRNGKey(3))
 all_samples = jnp.where(jax.random.bernoulli(jax.random.PRNGKey(1), 0.5, (N_CHAINS, PER_CHAIN, N)), 1.0, -1.0)
 data = jax.random.normal(jax.random.PRNGKey(2), (N_CHAINS, PER_CHAIN))
 
@@ -44,6 +48,13 @@ def compute(samples, x):
     grad = energy_gradient(ansatz.log_psi, params, flat, e_loc, stats.mean, n_total)
     cg = SR(diag_shift=1e-3, solver="cg", cg_tol=1e-14, cg_maxiter=1000).solve(ansatz.log_psi, params, flat, grad, n_total)
     dense = SR(diag_shift=1e-3, solver="dense").solve(ansatz.log_psi, params, flat, grad, n_total)
+    minsr, minsr_xSx = SR(diag_shift=1e-3, solver="minsr").solve_with_info(
+        ansatz.log_psi, params, flat, grad, n_total, e_loc=e_loc, e_mean=stats.mean
+    )
+    e_odd = local_energy(odd.log_psi, odd_params, H, flat)
+    minsr_odd = SR(diag_shift=1e-3, solver="minsr").solve(
+        odd.log_psi, odd_params, flat, None, n_total, e_loc=e_odd, e_mean=comm.sum(jnp.sum(e_odd)) / n_total
+    )
     return {
         "sum": comm.sum(jnp.sum(x, axis=0)),
         "max": comm.max(jnp.max(x)),
@@ -53,6 +64,9 @@ def compute(samples, x):
         "grad": ravel_pytree(grad)[0],
         "sr_cg": ravel_pytree(cg)[0],
         "sr_dense": ravel_pytree(dense)[0],
+        "sr_minsr": ravel_pytree(minsr)[0],
+        "sr_minsr_xSx": minsr_xSx,
+        "sr_minsr_odd": ravel_pytree(minsr_odd)[0],
     }
 
 
