@@ -98,6 +98,7 @@ OPTIMIZER = {
     "diag_shift_steps": Key("int", min=1, max=10**9),
     "solver": Key("str", choices=("cg", "dense", "minsr")),
     "minsr_rcond": Key("number", min=0),  # minsr: pseudo-inverse cut of T's eigenvalues (relative; 0: Cholesky)
+    "minsr_holomorphic": Key("bool"),  # minsr: complex N x N form (complex parameters, holomorphic network)
     "cg_maxiter": Key("int", min=1, max=10**6),
     "cg_tol": Key("number", min=0, min_open=True),
     "b1": Key("number", min=0, max=0.999999),

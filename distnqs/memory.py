@@ -9,6 +9,9 @@ activations per configuration):
   (2 more for Adam), conjugate-gradient vectors (5 with SR);
 - dense SR: :math:`S` and its Cholesky factor (:math:`2P^2b`) and the
   Jacobian (:math:`2nPb`);
+- minSR: the local Jacobian rows and the received parameter slices (:math:`2mP\cdot 8`,
+  :math:`m = n` rows, :math:`2n` for complex parameters) and the sample-space matrix with its
+  factor (:math:`2M^2\cdot 8`, :math:`M = R\,m`), :mod:`distnqs.optim.minsr`;
 - samples: :math:`8nN`;
 - local energies: connected configurations :math:`8BCN` and their forward
   pass :math:`2BCHb`.
@@ -67,6 +70,9 @@ def estimate(cfg: dict, lattice, ansatz, n_ranks: int) -> tuple[int, str]:
     terms = {"parameters": copies * p_bytes}
     if sr and opt.get("solver") == "dense":
         terms["dense S"] = 2 * p_real * p_real * 8 + 2 * n_local * p_real * 8
+    if sr and opt.get("solver") == "minsr":
+        rows = n_local * (2 if "complex" in str(cfg["ansatz"].get("param_dtype", "")) else 1)
+        terms["minSR"] = 2 * rows * p_real * 8 + 2 * (rows * n_ranks) ** 2 * 8
     terms["samples"] = 8 * n_local * n
     batch = min(n_local, run.get("chunk_size") or n_local)
     conn = _connected(cfg, n)

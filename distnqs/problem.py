@@ -70,6 +70,22 @@ def check_memory(cfg: dict, lattice, ansatz) -> int:
     return memory.check(cfg, lattice, ansatz, comm.size(), ranks_here=hosts.count(socket.gethostname()))
 
 
+def check_holomorphic_ansatz(ansatz, params, n_sites: int) -> None:
+    """``minsr_holomorphic`` needs complex parameters and a holomorphic network (Cauchy-Riemann
+    on a few random configurations); otherwise one ConfigError line."""
+    import jax
+
+    from distnqs.optim.minsr import check_holomorphic
+
+    spins = jax.random.choice(jax.random.PRNGKey(1), jax.numpy.array([-1.0, 1.0]), (4, n_sites))
+    try:
+        ok = check_holomorphic(ansatz.log_psi, params, spins)
+    except ValueError as exc:
+        raise ConfigError(f"[optimizer] {exc}") from None
+    if not ok:
+        raise ConfigError("[optimizer] minsr_holomorphic: the ansatz is not holomorphic in its complex parameters; leave minsr_holomorphic false")
+
+
 def build_problem(cfg: dict, hamiltonian=None, model=None) -> Problem:
     lattice = build_lattice(cfg["lattice"])
     ansatz = Ansatz(model, lattice.n_sites) if model is not None else build_model(cfg["ansatz"], lattice)
@@ -81,11 +97,13 @@ def build_problem(cfg: dict, hamiltonian=None, model=None) -> Problem:
         raise ConfigError(
             f"the Hamiltonian acts on {hamiltonian.hilbert.size} sites but the lattice has {lattice.n_sites}"
         )
-    ansatz.init(__import__("jax").random.PRNGKey(0))  # fails early on a size mismatch
+    params0 = ansatz.init(__import__("jax").random.PRNGKey(0))  # fails early on a size mismatch
     fast = bool(cfg["run"].get("fast_update", True))
     sampler = build_sampler(cfg["sampler"], lattice, hamiltonian.hilbert, ansatz, comm.size(), fast_update=fast)
     chunk = cfg["run"].get("chunk_size") or None
     optimizer = build_optimizer(cfg["optimizer"], cfg["n_steps"], chunk_size=chunk, guard=build_guard(cfg["run"]))
+    if optimizer.sr is not None and optimizer.sr.solver == "minsr" and optimizer.sr.minsr_holomorphic:
+        check_holomorphic_ansatz(ansatz, params0, lattice.n_sites)
     step = VMCStep(
         ansatz=ansatz,
         hamiltonian=hamiltonian,

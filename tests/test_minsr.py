@@ -71,6 +71,47 @@ def test_minsr_equals_dense_sr_on_the_same_samples(model, n_samples):
     np.testing.assert_allclose(xSx_minsr, xSx_dense, rtol=1e-8)
 
 
+class HalfPhase(nn.Module):
+    """A complex-parameter RBM whose phase is halved: not holomorphic in its parameters."""
+
+    @nn.compact
+    def __call__(self, s):
+        out = RBM(alpha=1, param_dtype=jnp.complex128, init_std=0.2)(s)
+        return jnp.real(out) + 0.5j * jnp.imag(out)
+
+
+@pytest.mark.parametrize("n_samples", [24, 200], ids=["fewer-samples-than-parameters", "more-samples"])
+def test_holomorphic_minsr_equals_dense_sr(n_samples):
+    """The complex N x N form (minsr_holomorphic) gives the real-view dense SR update of a complex RBM."""
+    ansatz, params, samples, e_loc, e_mean, grad = _problem("complex-params", n_samples)
+
+    @jax.jit
+    def both(params, samples, e_loc, e_mean, grad):
+        a = (ansatz.log_psi, params, samples, grad, n_samples)
+        dense = SR(diag_shift=1e-3, solver="dense").solve_with_info(*a)
+        return dense, SR(diag_shift=1e-3, solver="minsr", minsr_holomorphic=True).solve_with_info(*a, e_loc=e_loc, e_mean=e_mean)
+
+    (x_dense, xSx_dense), (x_minsr, xSx_minsr) = both(params, samples, e_loc, e_mean, grad)
+    assert jax.tree_util.tree_structure(x_minsr) == jax.tree_util.tree_structure(params)
+    xd, xm = ravel_pytree(x_dense)[0], ravel_pytree(x_minsr)[0]
+    scale = np.max(np.abs(xd))
+    assert scale > 1e-2
+    np.testing.assert_allclose(xm, xd, rtol=0, atol=1e-8 * scale)
+    np.testing.assert_allclose(xSx_minsr, xSx_dense, rtol=1e-8)
+
+
+def test_holomorphic_check():
+    from distnqs.optim.minsr import check_holomorphic
+
+    spins = jnp.where(jax.random.bernoulli(jax.random.PRNGKey(2), 0.5, (3, N)), 1.0, -1.0)
+    for module, expected in ((MODELS["complex-params"](), True), (HalfPhase(), False)):
+        ansatz = Ansatz(module, N)
+        assert check_holomorphic(ansatz.log_psi, ansatz.init(jax.random.PRNGKey(0)), spins) is expected
+    real = Ansatz(MODELS["real"](), N)
+    with pytest.raises(ValueError, match="complex parameters"):
+        check_holomorphic(real.log_psi, real.init(jax.random.PRNGKey(0)), spins)
+
+
 def test_minsr_rows_give_the_gradient_and_the_qgt():
     """Obar^T epsbar = g (the factor 2 and the real/imaginary rows) and Obar^T Obar = S."""
     from distnqs.estimators import qgt_dense
@@ -110,3 +151,39 @@ def test_minsr_needs_the_local_energies():
     ansatz, params, samples, _, _, grad = _problem("real", 24)
     with pytest.raises(ValueError, match="local energies"):
         SR(solver="minsr").solve(ansatz.log_psi, params, samples, grad, 24)
+
+
+def test_minsr_config(tmp_path, capsys):
+    """``[optimizer] solver = "minsr"`` builds the minSR solver (and counts T in the memory
+    estimate); a misspelt solver, a negative ``minsr_rcond`` or ``minsr_holomorphic`` with real
+    parameters is one ``distnqs: error:`` line."""
+    import tomli_w
+
+    from distnqs import cli, config, memory
+    from distnqs.operators import build_lattice as lattice_of
+    from distnqs.optim import build_optimizer
+
+    cfg = {
+        "seed": 0, "n_steps": 3,
+        "lattice": {"kind": "chain", "Lx": 6, "pbc": True},
+        "hamiltonian": {"model": "tfim", "G": 1.0},
+        "ansatz": {"model": "rbm", "alpha": 1},
+        "sampler": {"n_samples": 64, "n_chains": 8, "n_discard": 2},
+        "optimizer": {"kind": "sgd", "learning_rate": 0.02, "sr": True, "solver": "minsr", "minsr_rcond": 1e-12},
+    }
+    resolved = config.resolve(cfg)
+    sr = build_optimizer(resolved["optimizer"], 3).sr
+    assert (sr.solver, sr.minsr_rcond) == ("minsr", 1e-12)
+    _, words = memory.estimate(resolved, lattice_of(resolved["lattice"]), Ansatz(RBM(alpha=1), 6), 2)
+    assert "minSR" in words
+    for bad, fragment in (
+        ({"solver": "minSR"}, "solver 'minSR'"),
+        ({"minsr_rcond": -1.0}, "minsr_rcond"),
+        ({"minsr_holomorphic": True}, "minsr_holomorphic needs complex parameters"),  # a real RBM
+    ):
+        path = tmp_path / "bad.toml"
+        path.write_text(tomli_w.dumps({**cfg, "optimizer": {**cfg["optimizer"], **bad}}))
+        capsys.readouterr()
+        assert cli.main(["run", str(path), "--outdir", str(tmp_path / "out"), "--check"]) == 2
+        lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("distnqs: error: ") and fragment in lines[0], lines

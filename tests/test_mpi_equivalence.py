@@ -27,11 +27,13 @@ def test_two_ranks_equal_one_rank_on_the_concatenated_data(single, tmp_path):
     for key in ("sum", "max", "mean", "stats", "energy", "grad"):
         np.testing.assert_allclose(two[key], single[key], rtol=1e-10, atol=1e-12, err_msg=key)
     # SR: the same linear system, assembled from reductions over 2 ranks; minSR: from Jacobian
-    # slices exchanged all-to-all (sr_minsr_odd: a parameter count that does not split evenly)
-    for key in ("sr_dense", "sr_cg", "sr_minsr", "sr_minsr_xSx", "sr_minsr_odd"):
+    # slices exchanged all-to-all (sr_minsr_odd: a parameter count that does not split evenly;
+    # sr_minsr_holomorphic: complex slices)
+    for key in ("sr_dense", "sr_cg", "sr_minsr", "sr_minsr_xSx", "sr_minsr_odd", "sr_minsr_holomorphic"):
         scale = np.max(np.abs(single[key]))
         np.testing.assert_allclose(two[key], single[key], rtol=0, atol=1e-10 * scale, err_msg=key)
     assert np.max(np.abs(single["grad"])) > 1e-3  # a non-trivial gradient was compared
     assert single["sr_minsr"].size == 160 and single["sr_minsr_odd"].size == 53 and np.max(np.abs(single["sr_minsr_odd"])) > 1e-3
     # minSR is dense SR by the push-through identity (here with 2N = 512 rows > 160 parameters)
-    np.testing.assert_allclose(two["sr_minsr"], single["sr_dense"], rtol=0, atol=1e-8 * np.max(np.abs(single["sr_dense"])))
+    for key in ("sr_minsr", "sr_minsr_holomorphic"):
+        np.testing.assert_allclose(two[key], single["sr_dense"], rtol=0, atol=1e-8 * np.max(np.abs(single["sr_dense"])), err_msg=key)

@@ -6,7 +6,8 @@ preconditioned by stochastic reconfiguration (:class:`distnqs.optim.sr.SR`).
 step ``schedule_steps`` (default n_steps at the first start; the final value holds after it),
 ``sr`` (true/false), ``diag_shift`` (with optional geometric decay to
 ``diag_shift_final`` over ``diag_shift_steps``, default n_steps), ``solver`` (cg | dense | minsr), ``cg_maxiter``, ``cg_tol``,
-``minsr_rcond`` (minsr: relative eigenvalue cut of the sample-space matrix; 0: Cholesky).
+``minsr_rcond`` (minsr: relative eigenvalue cut of the sample-space matrix; 0: Cholesky),
+``minsr_holomorphic`` (minsr: the complex form, for a holomorphic network with complex parameters).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from distnqs.optim.sr import SR
 
 KINDS = ("sgd", "adam")
 SCHEDULES = ("constant", "linear", "cosine")
-_OPTIONS = {"kind", "learning_rate", "schedule", "learning_rate_final", "sr", "diag_shift", "diag_shift_final", "diag_shift_steps", "solver", "cg_maxiter", "cg_tol", "minsr_rcond", "b1", "b2", "schedule_steps"}
+_OPTIONS = {"kind", "learning_rate", "schedule", "learning_rate_final", "sr", "diag_shift", "diag_shift_final", "diag_shift_steps", "solver", "cg_maxiter", "cg_tol", "minsr_rcond", "minsr_holomorphic", "b1", "b2", "schedule_steps"}
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def build_optimizer(cfg: dict, n_steps: int, chunk_size=None, guard: StepGuard |
             cg_tol=float(cfg.get("cg_tol", 1e-10)),
             chunk_size=chunk_size,
             minsr_rcond=float(cfg.get("minsr_rcond", 0.0)),
+            minsr_holomorphic=bool(cfg.get("minsr_holomorphic", False)),
         )
     return Optimizer(tx, schedule, sr, guard if guard is not None else StepGuard())
 

@@ -9,8 +9,8 @@ clipping compose as with any gradient.
 
 Solvers: ``cg`` (matrix-free conjugate gradient, :mod:`distnqs.optim.cg`, with a stopping
 decision shared by all ranks; every iteration costs one
-S.v, i.e. one allreduce, plus one per step for :math:`\langle O\rangle`) and ``dense`` (forms :math:`S`, Cholesky solve;
-for models with up to a few thousand parameters), and ``minsr`` (the same update in sample
+S.v, i.e. one allreduce, plus one per step for :math:`\langle O\rangle`), ``dense`` (forms :math:`S`, Cholesky solve;
+for models with up to a few thousand parameters) and ``minsr`` (the same update in sample
 space, :math:`x = \bar O^T(\bar O\bar O^T+\epsilon)^{-1}\bar\varepsilon`, distributed over the ranks:
 :mod:`distnqs.optim.minsr`; for more parameters than samples). ``minsr`` needs the local
 energies and their mean (``e_loc``, ``e_mean``) where the others need the gradient.
@@ -39,6 +39,7 @@ class SR:
     cg_tol: float = 1e-10
     chunk_size: int | None = None
     minsr_rcond: float = 0.0  # minsr: > 0 drops eigenvalues of T below minsr_rcond * max (pseudo-inverse)
+    minsr_holomorphic: bool = False  # minsr: complex form for holomorphic networks with complex parameters
 
     def shift(self, step):
         r""":math:`\epsilon(t) = \epsilon_0 (\epsilon_1/\epsilon_0)^{\min(t/T, 1)}` (constant without ``diag_shift_final``).
@@ -68,7 +69,7 @@ class SR:
         if self.solver == "minsr":
             if e_loc is None or e_mean is None:
                 raise ValueError("the minsr solver needs the local energies e_loc and their mean e_mean")
-            return minsr_solve(log_psi, params, samples, e_loc, e_mean, n_total, eps, self.minsr_rcond)
+            return minsr_solve(log_psi, params, samples, e_loc, e_mean, n_total, eps, self.minsr_rcond, self.minsr_holomorphic)
         if self.solver == "dense":
             g_flat, unravel = ravel_pytree(grad)
             S = qgt_dense(log_psi, params, samples, n_total)

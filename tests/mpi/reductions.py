@@ -51,6 +51,9 @@ def compute(samples, x):
     minsr, minsr_xSx = SR(diag_shift=1e-3, solver="minsr").solve_with_info(
         ansatz.log_psi, params, flat, grad, n_total, e_loc=e_loc, e_mean=stats.mean
     )
+    minsr_holo = SR(diag_shift=1e-3, solver="minsr", minsr_holomorphic=True).solve(
+        ansatz.log_psi, params, flat, grad, n_total, e_loc=e_loc, e_mean=stats.mean
+    )
     e_odd = local_energy(odd.log_psi, odd_params, H, flat)
     minsr_odd = SR(diag_shift=1e-3, solver="minsr").solve(
         odd.log_psi, odd_params, flat, None, n_total, e_loc=e_odd, e_mean=comm.sum(jnp.sum(e_odd)) / n_total
@@ -67,6 +70,7 @@ def compute(samples, x):
         "sr_minsr": ravel_pytree(minsr)[0],
         "sr_minsr_xSx": minsr_xSx,
         "sr_minsr_odd": ravel_pytree(minsr_odd)[0],
+        "sr_minsr_holomorphic": ravel_pytree(minsr_holo)[0],
     }
 
 
