@@ -105,7 +105,7 @@ def minsr_rows_holomorphic(log_psi, params, samples, e_loc, e_mean, n_total):
 def check_holomorphic(log_psi, params, samples, rtol=1e-8):
     r"""True when :math:`\partial_{\mathrm{Im}\,w}\log\psi = i\,\partial_{\mathrm{Re}\,w}\log\psi` on ``samples``
     for every complex parameter (Cauchy-Riemann), i.e. the network is holomorphic there. One process, no collectives."""
-    re, merge = _real_parts(params)
+    re, _ = _real_parts(params)
     im = jax.tree_util.tree_map(lambda x: x.im, params, is_leaf=_is_pair)
     flat_re, unravel = ravel_pytree(re)
     flat_im = ravel_pytree(im)[0]
