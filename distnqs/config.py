@@ -105,7 +105,13 @@ OPTIMIZER = {
     "b2": Key("number", min=0, max=0.999999),
 }
 
-OBSERVABLES = {"magnetization": Key("bool", True)}
+OBSERVABLES = {
+    "magnetization": Key("bool", True),  # m, |m|, m^2 at every step
+    # final evaluation only (distnqs.observables): <sigma^x>, correlations against distance, S(k)
+    "sx": Key("bool", False),
+    "correlations": Key("bool", False),
+    "structure_factor": Key("bool", False),
+}
 
 RUN = {
     "chunk_size": Key("int", 0, min=0, max=2**40),  # 0: no chunking

@@ -85,7 +85,7 @@ EXIT_DIVERGED = 65
 EXIT_INCONSISTENT = 70
 EXIT_IO_ERROR = 74  # EX_IOERR: a write to the run directory failed; free space / fix it, rerun to resume
 STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
-RUN_FILES = ("config.toml", "log.h5", "summary.json", "reference.json")
+RUN_FILES = ("config.toml", "log.h5", "summary.json", "reference.json", "observables.h5")
 
 
 class _StopFlag:
@@ -358,23 +358,14 @@ def _final_evaluation(problem: Problem, params, sampler_state, n_steps: int, eva
     Batch means are averaged, :math:`\bar x = \frac1K\sum_k \bar x_k`, with
     error :math:`\sqrt{\sum_k \epsilon_k^2}/K` (independent batches).
     """
-    from distnqs.estimators.stats import Stats
+    from distnqs.estimators.stats import combine_batches
 
     evaluate = jax.jit(problem.step.evaluate)
     batches = []
     for k in range(eval_steps):
         sampler_state, metrics = evaluate(params, sampler_state, jnp.asarray(n_steps + k, jnp.int32))
         batches.append(jax.device_get(metrics))
-    out = {}
-    for key in batches[0]:
-        st = [b[key] for b in batches]
-        out[key] = Stats(
-            mean=np.mean([x.mean for x in st]),
-            error_of_mean=np.sqrt(np.sum([x.error_of_mean**2 for x in st])) / len(st),
-            variance=np.mean([x.variance for x in st]),
-            tau_corr=np.mean([x.tau_corr for x in st]),
-            R_hat=np.max([x.R_hat for x in st]),
-        )
+    out = {key: combine_batches([b[key] for b in batches]) for key in batches[0]}
     _say(f"distnqs: final evaluation over {eval_steps} x {problem.step.n_samples_total} samples", quiet)
     return out
 
@@ -793,6 +784,7 @@ class VMCJob:
         self.n_samples_total = problem.step.n_samples_total
         self.reference = None
         self.guard = None
+        self.outdir = None
 
     def init_state(self):
         return self.problem.init_state()
@@ -805,6 +797,7 @@ class VMCJob:
         return vmc_row(ctx)
 
     def before_loop(self, outdir, start, quiet):
+        self.outdir = outdir
         self.reference = comm.on_root(_reference, self.problem, outdir)
         _say(f"distnqs: {self.problem.describe()}", quiet)
         if self.reference is not None:
@@ -824,6 +817,16 @@ class VMCJob:
             metrics_host = {**metrics_host, **evaluated}
         summary = _summary(problem, final_step, metrics_host, self.reference, status, time.perf_counter() - t_begin)
         summary["final_evaluation_steps"] = run_cfg["eval_steps"] if evaluated is not None else 0
+        observables = problem.step.observables
+        if evaluated is not None and observables is not None:
+            extra = observables.summary(evaluated)
+            summary["observables"].update(extra)
+            if self.outdir is not None:
+                from distnqs.io.observables import FILENAME, write_observables
+
+                attrs = {"step": int(final_step), "eval_steps": int(run_cfg["eval_steps"]),
+                         "n_samples_per_batch": int(problem.step.n_samples_total), "n_sites": int(problem.n_sites)}
+                comm.on_root(write_observables, self.outdir / FILENAME, extra, attrs)
         guard_state = opt_state[1]
         summary["guard"] = {
             "rejected_steps": int(guard_state.n_rejected),

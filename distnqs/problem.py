@@ -14,6 +14,7 @@ from typing import Any
 from distnqs import comm
 from distnqs.errors import ConfigError
 from distnqs.models import Ansatz, build_model, n_parameters
+from distnqs.observables import build_observables
 from distnqs.operators import as_jax_operator, build_hamiltonian, build_lattice
 from distnqs.operators.lattice import Lattice
 from distnqs.optim import Optimizer, build_guard, build_optimizer
@@ -104,6 +105,7 @@ def build_problem(cfg: dict, hamiltonian=None, model=None) -> Problem:
     optimizer = build_optimizer(cfg["optimizer"], cfg["n_steps"], chunk_size=chunk, guard=build_guard(cfg["run"]))
     if optimizer.sr is not None and optimizer.sr.solver == "minsr" and optimizer.sr.minsr_holomorphic:
         check_holomorphic_ansatz(ansatz, params0, lattice.n_sites)
+    observables = build_observables(cfg, lattice, chunk)
     step = VMCStep(
         ansatz=ansatz,
         hamiltonian=hamiltonian,
@@ -113,5 +115,6 @@ def build_problem(cfg: dict, hamiltonian=None, model=None) -> Problem:
         chunk_size=chunk,
         magnetization=bool(cfg["observables"].get("magnetization", True)),
         fast_update=ansatz.fast_update if fast else None,
+        observables=observables,
     )
     return Problem(cfg, lattice, hamiltonian, ansatz, sampler, optimizer, step)

@@ -103,6 +103,9 @@ def plot_main(argv) -> int:
 
     path = plot_run(Path(args.outdir), args.output)
     print(path)
+    extra = path.with_name(path.stem + "-observables.png") if args.output else Path(args.outdir) / "observables.png"
+    if (Path(args.outdir) / "observables.h5").exists() and extra.exists():
+        print(extra)
     return 0
 
 

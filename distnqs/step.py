@@ -38,6 +38,7 @@ class VMCStep:
     chunk_size: int | None = None
     magnetization: bool = True
     fast_update: Any = None  # the ansatz's look-up tables for local energies (None: forward passes)
+    observables: Any = None  # distnqs.observables.ObservableSet: extra observables of the final evaluation only
 
     @property
     def n_samples_local(self) -> int:
@@ -103,11 +104,14 @@ class VMCStep:
         """Sample and estimate with fixed ``params`` (no update): the final evaluation.
 
         Its keys are ``fold_in(step_key(seed, index), 1)``, disjoint from the
-        training steps' keys.
+        training steps' keys. With ``observables`` (``[observables]`` sx, correlations,
+        structure_factor) their statistics are added, from the same samples.
         """
         key = jax.random.fold_in(comm.step_key(self.seed, index), 1)
         samples, sampler_state = self.sampler.sample(self.ansatz.log_psi, params, sampler_state, key)
         _, _, metrics = self.estimate(params, samples)
+        if self.observables is not None:
+            metrics.update(self.observables.estimate(self.ansatz.log_psi, params, samples))
         return sampler_state, metrics
 
     def jit(self):

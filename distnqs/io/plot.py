@@ -1,4 +1,7 @@
-r"""``distnqs plot D``: PNG of the energy (and the relative error to the reference) against step;
+r"""``distnqs plot D``: PNG of the energy (and the relative error to the reference) against step,
+and, when the run measured them (``[observables] correlations`` / ``structure_factor``), a second PNG
+``observables.png`` (:func:`plot_observables`: correlations against distance, :math:`S(\mathbf k)`
+as a heat map over the k grid, or against k on a chain);
 for an evolution (``distnqs evolve``, a log with a ``t`` column) :math:`\langle\sigma^x\rangle(t)`,
 :math:`\langle\sigma^z\sigma^z\rangle(t)` and the energy with error bars, and the exact curves when
 the run stored them (``exact.json``)."""
@@ -59,6 +62,59 @@ def plot_run(outdir: Path, output=None) -> Path:
     ax.set_title(outdir.name)
     fig.tight_layout()
     out = Path(output) if output else outdir / "energy.png"
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    plot_observables(outdir, None if output is None else out.with_name(out.stem + "-observables.png"))
+    return out
+
+
+def plot_observables(outdir: Path, output=None) -> Path | None:
+    r"""``observables.png`` from ``observables.h5``: correlations against distance (with error bars;
+    :math:`\langle\sigma^z_0\sigma^z_r\rangle` and, for Heisenberg models,
+    :math:`\langle\vec S_0\cdot\vec S_r\rangle`) and :math:`S(\mathbf k)` (heat map over
+    :math:`(k_x, k_y)`, or against :math:`k` on a chain). ``None`` when the run has neither."""
+    import matplotlib.pyplot as plt
+
+    from distnqs.io.observables import FILENAME, read_observables
+
+    path = outdir / FILENAME
+    if not path.exists():
+        return None
+    data = read_observables(path)
+    panels = [key for key in ("correlations", "structure_factor") if key in data]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    for ax, key in zip(axes[0], panels):
+        block = data[key]
+        kinds = [(k, label) for k, label in (("zz", r"$\sigma^z\sigma^z$"), ("spin_spin", r"$\vec S\cdot\vec S$")) if k in block]
+        if key == "correlations":
+            r = block["distance"]
+            for kind, label in kinds:
+                ax.errorbar(r, block[kind]["mean"], yerr=block[kind]["error"], fmt="o", ms=4, capsize=2, label=label)
+            ax.axhline(0.0, color="k", lw=0.5)
+            ax.set_xlabel("distance $|r|$")
+            ax.set_ylabel("correlation $C(r)$")
+            ax.legend()
+            continue
+        ly, lx = (int(x) for x in block["shape"])
+        kind, label = kinds[-1]  # S.S when measured, else zz
+        values = np.asarray(block[kind]["mean"])
+        pi_value = float(block["pi"][kind]["mean"])
+        if ly == 1:
+            ax.errorbar(block["k"][:, 0], values, yerr=block[kind]["error"], fmt="o-", ms=4, capsize=2)
+            ax.set_xlabel("$k$")
+            ax.set_ylabel(f"S(k) ({label})")
+        else:
+            image = ax.imshow(values.reshape(ly, lx), origin="lower", cmap="viridis",
+                              extent=(-np.pi / lx, 2 * np.pi - np.pi / lx, -np.pi / ly, 2 * np.pi - np.pi / ly))
+            fig.colorbar(image, ax=ax, label=f"S(k) ({label})")
+            ax.set_xlabel("$k_x$")
+            ax.set_ylabel("$k_y$")
+        ax.set_title(f"S(pi, pi) = {pi_value:.4f} ± {float(block['pi'][kind]['error']):.4f}")
+    fig.suptitle(outdir.name)
+    fig.tight_layout()
+    out = Path(output) if output else outdir / "observables.png"
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out

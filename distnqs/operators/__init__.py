@@ -14,7 +14,7 @@ from distnqs.operators.hamiltonians import (
     tfim,
 )
 from distnqs.operators.local_energy import local_energy, local_values
-from distnqs.operators.exact import ground_state_energy, exact_expectation
+from distnqs.operators.exact import exact_expectation, ground_state, ground_state_energy
 
 __all__ = [
     "Lattice",
@@ -27,5 +27,6 @@ __all__ = [
     "local_energy",
     "local_values",
     "ground_state_energy",
+    "ground_state",
     "exact_expectation",
 ]

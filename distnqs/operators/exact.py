@@ -1,6 +1,8 @@
 r"""Exact references for small systems (NetKet's Lanczos and full enumeration).
 
 - :func:`ground_state_energy`: lowest eigenvalue of ``H`` (Lanczos, ``nk.exact.lanczos_ed``).
+- :func:`ground_state`: lowest eigenvalue and its normalized eigenvector (on the operator's
+  Hilbert space, in the order of ``hilbert.all_states()``).
 - :func:`exact_expectation`: variational energy of an ansatz by summing over
   the whole (constrained) Hilbert space,
   :math:`\langle H\rangle = \sum_s |\psi(s)|^2 E_\mathrm{loc}(s) / \sum_s |\psi(s)|^2`.
@@ -23,6 +25,16 @@ def ground_state_energy(hamiltonian) -> float:
     if n > MAX_EXACT_SITES:
         raise ValueError(f"exact diagonalization is limited to {MAX_EXACT_SITES} sites, got {n}")
     return float(nk.exact.lanczos_ed(hamiltonian, k=1)[0])
+
+
+def ground_state(hamiltonian) -> tuple[float, np.ndarray]:
+    """``(E_0, v)``: exact ground-state energy and normalized vector (Lanczos, ``N <= 20``)."""
+    n = hamiltonian.hilbert.size
+    if n > MAX_EXACT_SITES:
+        raise ValueError(f"exact diagonalization is limited to {MAX_EXACT_SITES} sites, got {n}")
+    energies, vectors = nk.exact.lanczos_ed(hamiltonian, k=1, compute_eigenvectors=True)
+    v = np.asarray(vectors)[:, 0]
+    return float(energies[0]), v / np.linalg.norm(v)
 
 
 def exact_expectation(log_psi, params, operator, chunk_size=4096) -> float:
