@@ -27,6 +27,12 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 # 198 x 198 Cholesky took 250 ms instead of 0.8 ms. One thread per test process; set before numpy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+# Most in-process unit tests are compile-bound (small problems, many shapes): LLVM's expensive
+# passes cost more than they save there (tests/test_naqs.py: 201 -> 136 CPU-s with a cold cache).
+# Only this pytest process: clean_env() drops XLA_FLAGS, so `distnqs` subprocesses (physics runs,
+# resume comparisons) compile exactly as a user's run does.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
+
 import distnqs  # noqa: E402,F401  (x64 and process set-up before jax)
 from hypothesis import settings  # noqa: E402
 
