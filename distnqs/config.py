@@ -62,11 +62,13 @@ HAMILTONIANS = {
 
 # [ansatz]: ``model`` picks one of these (``netket.<Name>`` models are checked by their constructor).
 _ANSATZ_COMMON = {"param_dtype": Key("str", choices=_DTYPES), "init_std": Key("number", min=0, max=1e3)}
+# projection onto a symmetry sector (distnqs.models.symmetric): any non-autoregressive ansatz
+_SYMMETRY = {"symmetries": Key("str", choices=("none", "translations", "lattice")), "sector": Key(("list[int]", "str"))}
 ANSATZES = {
-    "rbm": {**_ANSATZ_COMMON, "alpha": Key("number", min=0, min_open=True, max=2**16),
+    "rbm": {**_ANSATZ_COMMON, **_SYMMETRY, "alpha": Key("number", min=0, min_open=True, max=2**16),
             "use_visible_bias": Key("bool"), "use_hidden_bias": Key("bool")},
-    "ffnn": {**_ANSATZ_COMMON, "alpha": Key("number", min=0, min_open=True, max=2**16), "layers": Key("int", min=1, max=256)},
-    "cnn": {**_ANSATZ_COMMON, "shape": Key("list[int]", min=1, max=2**16, nonempty=True), "pbc": Key("bool"),
+    "ffnn": {**_ANSATZ_COMMON, **_SYMMETRY, "alpha": Key("number", min=0, min_open=True, max=2**16), "layers": Key("int", min=1, max=256)},
+    "cnn": {**_ANSATZ_COMMON, **_SYMMETRY, "shape": Key("list[int]", min=1, max=2**16, nonempty=True), "pbc": Key("bool"),
             "features": Key("list[int]", min=1, max=2**16, nonempty=True), "kernel_size": Key("int", min=1, max=2**10)},
     "naqs": {**_ANSATZ_COMMON, "Lx": Key("int", min=1, max=2**16), "Ly": Key("int", min=1, max=2**16),
              "depth": Key("int", min=1, max=256), "features": Key("int", min=1, max=2**16),
@@ -197,8 +199,13 @@ def _check_ansatz(table: dict) -> None:
         raise ConfigError('[ansatz] needs model (e.g. model = "rbm")')
     if not isinstance(model, str):
         raise ConfigError(f"[ansatz] model must be a string, got {model!r}")
+    if model == "naqs" and table.get("symmetries", "none") != "none":
+        raise ConfigError("[ansatz] symmetries need a non-autoregressive ansatz (rbm, ffnn, cnn, netket.<Name>): "
+                          "a sum over group images of naqs is no longer normalized for direct sampling")
     if model.startswith("netket."):
-        return  # checked by the netket model's constructor
+        # the netket model's constructor checks its own options; the symmetry keys are distnqs's
+        schema.check_table("[ansatz]", _SYMMETRY, {k: table[k] for k in _SYMMETRY if k in table}, fill=False)
+        return
     if model not in ANSATZES:
         return  # build_model names the known models
     rest = {k: v for k, v in table.items() if k != "model"}

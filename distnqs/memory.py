@@ -14,7 +14,8 @@ activations per configuration):
   factor (:math:`2M^2\cdot 8`, :math:`M = R\,m`), :mod:`distnqs.optim.minsr`;
 - samples: :math:`8nN`;
 - local energies: connected configurations :math:`8BCN` and their forward
-  pass :math:`2BCHb`.
+  pass :math:`2BCHb`, times :math:`|G|` (images :math:`8BC|G|N` and activations) for an ansatz
+  symmetrized over a group :math:`G` (``[ansatz] symmetries``).
 
 It is an estimate (XLA's buffers are not counted one by one): good to an
 order of magnitude, which is what refusing a 400x400 lattice needs.
@@ -77,7 +78,10 @@ def estimate(cfg: dict, lattice, ansatz, n_ranks: int) -> tuple[int, str]:
     batch = min(n_local, run.get("chunk_size") or n_local)
     conn = _connected(cfg, n)
     hidden = max(n, p_real // max(1, n))
-    terms["local energies"] = batch * conn * (8 * n + 2 * hidden * item)
+    from distnqs.models.symmetric import group_size  # noqa: PLC0415 - light, but only needed here
+
+    images = group_size(lattice, cfg["ansatz"].get("symmetries", "none"))
+    terms["local energies"] = batch * conn * (8 * n + 2 * hidden * item) * images
     total = sum(terms.values())
     words = f"{p_real:.3g} real parameters; " + ", ".join(f"{k} {v / GiB:.3g} GiB" for k, v in terms.items())
     return total, words

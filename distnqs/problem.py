@@ -52,10 +52,18 @@ class Problem:
         h = self.cfg["hamiltonian"]
         model = h.get("model", type(self.hamiltonian).__name__)
         extra = f" G={h['G']}" if "G" in h else ""
+        sym = self.cfg["ansatz"].get("symmetries", "none")
+        if sym != "none":
+            from distnqs.models.symmetric import group_size
+
+            sector = self.cfg["ansatz"].get("sector")
+            sym = f", symmetrized over {sym} (|G| = {group_size(self.lattice, sym)}{f', sector {sector}' if sector is not None else ''})"
+        else:
+            sym = ""
         return (
             f"{model}{extra} on {self.lattice.describe()}, N={self.n_sites}; "
             f"ansatz {self.cfg['ansatz'].get('model', type(self.ansatz.module).__name__)} "
-            f"({n_parameters(self.init_params())} real parameters); "
+            f"({n_parameters(self.init_params())} real parameters{sym}); "
             f"sampler {self.cfg['sampler'].get('kind')} with {self.step.n_samples_total} samples/step on {comm.size()} rank(s)"
             + (" (look-up-table moves)" if getattr(self.sampler, "uses_fast_update", False) else "")
         )

@@ -35,8 +35,8 @@ install_packages() {
     [ "$(id -u)" -eq 0 ] || die "Slurm is not installed (${missing[*]}) and installing it needs root (apt-get)"
     command -v apt-get >/dev/null || die "Slurm is not installed (${missing[*]}) and there is no apt-get here"
     echo "local-cluster: installing slurm-wlm and munge with apt-get" >&2
-    apt-get update -qq >/dev/null || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null \
+    apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends slurm-wlm munge >/dev/null \
         || die "apt-get install slurm-wlm munge failed"
 }
 

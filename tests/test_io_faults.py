@@ -188,6 +188,7 @@ def test_damaged_log_is_moved_aside_and_rebuilt_with_a_warning(tmp_path):
 # --------------------------------------------------------------------------- the command line
 
 
+@pytest.mark.xdist_group("io_faults_runs")  # shares a module-scoped fixture: computed once, on one worker
 def test_disk_full_at_a_checkpoint_ends_with_one_line_and_resumes(tmp_path, tmpfs, config, uninterrupted):
     env = None
     if tmpfs is None:  # fall back to the hook, never skip
@@ -208,6 +209,7 @@ def test_disk_full_at_a_checkpoint_ends_with_one_line_and_resumes(tmp_path, tmpf
     assert_same_final_checkpoints(out, uninterrupted)
 
 
+@pytest.mark.xdist_group("io_faults_runs")  # shares a module-scoped fixture: computed once, on one worker
 def test_read_only_log_then_damaged_log_then_read_only_directory(tmp_path, tmpfs, config, uninterrupted):
     """EROFS while writing log.h5 (hook), then the log truncated, then (with a mount) a really read-only directory."""
     base = tmpfs if tmpfs is not None else tmp_path
@@ -236,6 +238,7 @@ def test_read_only_log_then_damaged_log_then_read_only_directory(tmp_path, tmpfs
     assert_same_final_checkpoints(out, uninterrupted)
 
 
+@pytest.mark.xdist_group("io_faults_runs")  # shares a module-scoped fixture: computed once, on one worker
 @requires_mpi
 def test_two_ranks_disk_full_every_rank_exits_74_with_one_line(tmp_path, config):
     out = tmp_path / "run"

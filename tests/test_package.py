@@ -105,6 +105,7 @@ def _run_installed(venv: Path, cwd: Path, *args: str, timeout: float = 600):
     return subprocess.run([str(venv / "bin" / "distnqs"), *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
 
 
+@pytest.mark.xdist_group("installed_wheel")  # shares a module-scoped fixture: computed once, on one worker
 def test_wheel_carries_its_data_and_imports_from_the_virtualenv(installed_wheel):
     venv, tmp = installed_wheel
     out = subprocess.run(
@@ -118,6 +119,7 @@ def test_wheel_carries_its_data_and_imports_from_the_virtualenv(installed_wheel)
     assert n_vectors == "4"
 
 
+@pytest.mark.xdist_group("installed_wheel")  # shares a module-scoped fixture: computed once, on one worker
 def test_report_runs_from_the_installed_wheel(installed_wheel):
     venv, tmp = installed_wheel
     ref = next(r for r in literature()["tfim_square_obc"] if r["L"] == 12 and r["G"] == 3.0)
@@ -129,6 +131,7 @@ def test_report_runs_from_the_installed_wheel(installed_wheel):
     assert abs(result["relative_error"] - 2e-4) < 1e-9
 
 
+@pytest.mark.xdist_group("installed_wheel")  # shares a module-scoped fixture: computed once, on one worker
 def test_tomography_runs_from_the_installed_wheel(installed_wheel):
     """A tiny tomography job: the POVM comes from the wheel's package data."""
     venv, tmp = installed_wheel

@@ -10,7 +10,7 @@ from conftest import exact_reference, requires_mpi, run_cli
 
 TFIM_4x4 = """
 seed = 1
-n_steps = 200
+n_steps = 60   # minSR: per-step relative error ~2e-4 at step 30, ~1e-4 from step 60 (200 steps: 9.1e-6)
 [lattice]
 Lx = 4
 Ly = 4
@@ -39,7 +39,7 @@ print_every = 50
 
 HEISENBERG_4x4 = """
 seed = 3
-n_steps = 400
+n_steps = 250  # plateau ~1e-3 from step ~175 (250 steps: 1.06e-3, 400 steps: 9.2e-4; bound 2e-3)
 [lattice]
 Lx = 4
 Ly = 4

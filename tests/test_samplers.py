@@ -51,6 +51,7 @@ def peaked_rbm():
     return ansatz, ansatz.init(jax.random.PRNGKey(11))
 
 
+@pytest.mark.xdist_group("samplers_peaked")  # shares a module-scoped fixture: computed once, on one worker
 @pytest.mark.parametrize("fast", [False, True], ids=["forward", "lookup"])
 def test_metropolis_local_samples_psi_squared(peaked_rbm, fast):
     ansatz, params = peaked_rbm
@@ -89,6 +90,7 @@ def test_block_gibbs_samples_psi_squared_of_a_real_rbm():
     assert p_value > 1e-3
 
 
+@pytest.mark.xdist_group("samplers_peaked")  # shares a module-scoped fixture: computed once, on one worker
 def test_a_wrong_distribution_is_rejected_by_the_same_check(peaked_rbm):
     """The chi-square check can fail: uniform samples are far from |psi|^2."""
     ansatz, params = peaked_rbm

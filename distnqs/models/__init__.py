@@ -17,6 +17,7 @@ from distnqs.models.base import Ansatz, ComplexPair, from_real, n_parameters, to
 from distnqs.models.cnn import CNN
 from distnqs.models.ffnn import FFNN
 from distnqs.models.rbm import RBM
+from distnqs.models.symmetric import Symmetrized, symmetrize
 
 # name -> "module:Class" (imported lazily so optional ansätze cost nothing)
 REGISTRY = {
@@ -60,11 +61,14 @@ def build_model(cfg: dict, lattice) -> Ansatz:
     Options are the module's dataclass fields; ``shape`` / ``pbc`` / ``Lx`` /
     ``Ly`` / ``n_sites`` are taken from the lattice when the module has them.
     ``param_dtype`` / ``dtype`` accept "float32", "float64", "complex64", "complex128".
+    ``symmetries`` / ``sector`` (any non-autoregressive model) wrap the module in
+    :class:`~distnqs.models.symmetric.Symmetrized`, the projection onto that symmetry sector.
     """
     cfg = dict(cfg)
     name = cfg.pop("model", None)
     if name is None:
         raise ConfigError("[ansatz] needs model (e.g. model = \"rbm\")")
+    symmetries, sector = cfg.pop("symmetries", "none"), cfg.pop("sector", None)
     cls = _resolve_class(name)
     fields = {f.name for f in dataclasses.fields(cls)} - {"parent", "name"}
     unknown = set(cfg) - fields
@@ -84,6 +88,10 @@ def build_model(cfg: dict, lattice) -> Ansatz:
         module = cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"ansatz {name}: {exc}") from exc
+    if symmetries != "none":
+        module = symmetrize(module, lattice, symmetries, sector)
+    elif sector is not None:
+        raise ConfigError("[ansatz] sector needs symmetries = \"translations\" or \"lattice\"")
     return Ansatz(module, lattice.n_sites)
 
 
@@ -94,8 +102,10 @@ __all__ = [
     "FFNN",
     "RBM",
     "REGISTRY",
+    "Symmetrized",
     "build_model",
     "from_real",
+    "symmetrize",
     "n_parameters",
     "to_real",
 ]

@@ -1,0 +1,167 @@
+"""Symmetric ansatze (distnqs.models.symmetric): the groups are NetKet's, the projected amplitude
+transforms with the character of every group element, configs are checked, and the projection
+lowers the variational energy on 4x4 against exact diagonalization."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import exact_reference
+from distnqs import config
+from distnqs.errors import ConfigError
+from distnqs.models import Ansatz, Symmetrized, build_model
+from distnqs.models.symmetric import group_size, symmetry_group
+from distnqs.operators.exact import exact_expectation
+from distnqs.operators.lattice import Lattice
+from distnqs.problem import build_problem
+
+GROUPS = [  # (Lx, Ly, pbc, symmetries, |G|)
+    (4, 4, True, "translations", 16),
+    (4, 4, True, "lattice", 128),
+    (4, 4, False, "lattice", 8),
+    (4, 3, True, "translations", 12),
+    (4, 3, True, "lattice", 48),
+    (4, 3, False, "lattice", 4),
+    (6, 1, True, "translations", 6),
+    (6, 1, True, "lattice", 12),
+    (6, 1, False, "lattice", 2),
+]
+
+
+def _netket_group(lattice: Lattice, symmetries: str) -> set:
+    graph = lattice.graph()
+    if symmetries == "translations":
+        group = graph.translation_group()
+    else:
+        group = graph.space_group() if lattice.pbc else graph.point_group()
+    return {tuple(int(i) for i in p) for p in np.asarray(group.to_array())}
+
+
+@pytest.mark.parametrize("Lx, Ly, pbc, symmetries, order", GROUPS)
+def test_groups_are_netkets_and_form_a_group(Lx, Ly, pbc, symmetries, order):
+    lattice = Lattice(Lx, Ly, pbc)
+    perms, chars = symmetry_group(lattice, symmetries)
+    as_set = {tuple(p) for p in perms.tolist()}
+    assert len(as_set) == len(perms) == order == group_size(lattice, symmetries)
+    assert as_set == _netket_group(lattice, symmetries)
+    assert np.all(chars == 1.0)  # the default sector is the trivial representation
+    for p in perms[:5]:  # closed under composition
+        assert {tuple(p[q]) for q in perms} == as_set
+
+
+SECTORS = [  # (Lx, Ly, pbc, symmetries, sector)
+    (4, 4, True, "translations", None),
+    (4, 4, True, "translations", [1, 2]),  # complex characters
+    (4, 4, True, "translations", [2, 2]),  # k = (pi, pi): characters +-1
+    (4, 4, True, "lattice", "B1"),
+    (4, 4, False, "lattice", "A2"),
+    (4, 4, False, "lattice", "B2"),
+    (4, 3, True, "lattice", "A2"),
+    (6, 1, True, "translations", [1]),
+    (6, 1, False, "lattice", "A2"),
+]
+
+
+@pytest.mark.parametrize("Lx, Ly, pbc, symmetries, sector", SECTORS)
+def test_amplitude_transforms_with_the_character_of_every_group_element(Lx, Ly, pbc, symmetries, sector):
+    r""":math:`\psi_\mathrm{sym}(h s) = \chi_h\,\psi_\mathrm{sym}(s)` for every :math:`h` to 1e-12,
+    relative to the largest term :math:`\max_g|\psi(g s)|` of the sum (a sector that is not the
+    trivial one can cancel the sum far below its terms: that is the scale of its round-off)."""
+    lattice = Lattice(Lx, Ly, pbc)
+    table = {"model": "rbm", "alpha": 2, "param_dtype": "complex128", "init_std": 0.3, "symmetries": symmetries}
+    if sector is not None:
+        table["sector"] = sector
+    ansatz = build_model(table, lattice)
+    assert isinstance(ansatz.module, Symmetrized)
+    params = ansatz.init(jax.random.PRNGKey(4))
+    n = lattice.n_sites
+    s = jnp.where(jax.random.bernoulli(jax.random.PRNGKey(5), 0.5, (32, n)), 1.0, -1.0)
+    perms, chars = symmetry_group(lattice, symmetries, sector)
+    base = Ansatz(ansatz.module.base, n)
+    log_terms = jax.vmap(lambda p: base.log_psi(params["base"], s[:, p]))(jnp.asarray(perms))  # (|G|, batch)
+    scale = jnp.max(jnp.real(log_terms), axis=0)
+    lp = ansatz.log_psi(params, s)
+    psi = np.asarray(jnp.exp(lp - scale))
+    # most are far from a node, so the check is not vacuous (a configuration left invariant by an
+    # element of character -1 has amplitude exactly 0 in that sector)
+    assert np.mean(np.abs(psi) > 1e-3) > 0.5
+    for p, chi in zip(perms, chars):
+        psi_h = np.asarray(jnp.exp(ansatz.log_psi(params, s[:, p]) - scale))
+        np.testing.assert_allclose(psi_h, chi * psi, rtol=0, atol=1e-12)
+
+
+def test_real_network_in_the_trivial_sector_stays_real_and_cnn_with_pbc_is_unchanged_by_translations():
+    lattice = Lattice(4, 4, True)
+    real = build_model({"model": "rbm", "alpha": 1, "symmetries": "lattice"}, lattice)
+    params = real.init(jax.random.PRNGKey(0))
+    s = jnp.where(jax.random.bernoulli(jax.random.PRNGKey(1), 0.5, (8, 16)), 1.0, -1.0)
+    assert not jnp.iscomplexobj(real.log_psi(params, s))
+    # a periodic CNN is already translation invariant: projecting it changes nothing
+    plain = build_model({"model": "cnn", "features": [3, 2]}, lattice)
+    sym = build_model({"model": "cnn", "features": [3, 2], "symmetries": "translations"}, lattice)
+    p = plain.init(jax.random.PRNGKey(2))
+    np.testing.assert_allclose(sym.log_psi({"base": p}, s), plain.log_psi(p, s), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "lattice, ansatz, fragment",
+    [
+        ({"Lx": 4, "Ly": 4, "pbc": False}, {"model": "rbm", "symmetries": "translations"}, "needs periodic boundaries"),
+        ({"Lx": 4}, {"model": "rbm", "symmetries": "rotations"}, "unknown ansatz symmetries 'rotations'"),
+        ({"Lx": 4}, {"model": "rbm", "symmetries": "translations", "sector": [1]}, "momentum, 2 integers"),
+        ({"Lx": 4}, {"model": "rbm", "symmetries": "translations", "sector": "A1"}, "momentum, 2 integers"),
+        ({"Lx": 4}, {"model": "rbm", "symmetries": "lattice", "sector": "E"}, "irrep of the point group"),
+        ({"Lx": 4, "Ly": 3}, {"model": "rbm", "symmetries": "lattice", "sector": "B1"}, "needs a square lattice"),
+        ({"Lx": 4}, {"model": "rbm", "sector": "A2"}, "sector needs symmetries"),
+        ({"Lx": 4}, {"model": "rbm", "symmetries": 3}, "symmetries must be a string"),
+        ({"Lx": 4}, {"model": "naqs", "symmetries": "lattice"}, "non-autoregressive"),
+        ({"Lx": 4}, {"model": "netket.RBM", "symmetries": True}, "symmetries must be a string"),
+    ],
+)
+def test_bad_symmetry_options_are_one_line_errors(lattice, ansatz, fragment):
+    cfg = {"lattice": lattice, "hamiltonian": {"model": "tfim", "G": 3.0}, "ansatz": ansatz, "run": {"reference": False}}
+    with pytest.raises(ConfigError) as err:
+        build_problem(config.resolve(cfg))
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_netket_model_can_be_symmetrized():
+    lattice = Lattice(4, 4, True)
+    ansatz = build_model({"model": "netket.RBM", "alpha": 1, "symmetries": "translations", "sector": [2, 0]}, lattice)
+    params = ansatz.init(jax.random.PRNGKey(0))
+    s = jnp.where(jax.random.bernoulli(jax.random.PRNGKey(1), 0.5, (4, 16)), 1.0, -1.0)
+    shifted = jnp.roll(s.reshape(4, 4, 4), 1, axis=2).reshape(4, 16)  # (T s)_r = s_{r - x}: chi = e^{-i pi} = -1
+    np.testing.assert_allclose(np.exp(ansatz.log_psi(params, shifted)), -np.exp(ansatz.log_psi(params, s)), atol=1e-12)
+
+
+def _trained_energy(symmetries: str, n_steps: int) -> float:
+    """Exact energy per site (full enumeration) of a complex RBM (alpha 1) after ``n_steps`` SR steps
+    on the 4x4 periodic Heisenberg model (Marshall sign, Sz = 0), Metropolis exchange, 512 samples."""
+    cfg = config.resolve({
+        "seed": 1, "n_steps": n_steps, "lattice": {"Lx": 4, "Ly": 4, "pbc": True},
+        "hamiltonian": {"model": "heisenberg", "total_sz": 0, "sign_rule": True},
+        "ansatz": {"model": "rbm", "alpha": 1, "param_dtype": "complex128", "symmetries": symmetries},
+        "sampler": {"kind": "metropolis_exchange", "n_samples": 512, "n_chains": 16},
+        "optimizer": {"kind": "sgd", "learning_rate": 0.02, "sr": True, "diag_shift": 0.01},
+        "run": {"reference": False},
+    })
+    problem = build_problem(cfg)
+    params, opt_state, sampler_state = problem.init_state()
+    step = problem.step.jit()
+    for t in range(n_steps):
+        params, opt_state, sampler_state, _ = step(params, opt_state, sampler_state, jnp.asarray(t, jnp.int32))
+    return exact_expectation(problem.ansatz.log_psi, params, problem.hamiltonian) / 16
+
+
+def test_translations_lower_the_4x4_heisenberg_energy_against_exact_diagonalization():
+    """Same seed, samples and 60 steps: the translation-symmetric RBM reaches a relative error
+    below 1e-3 of the exact -2.8071208 (measured 2.3e-4 at 60 steps, 1.9e-4 at 100), the plain
+    one stays above 5e-3 (measured 1.0e-2 at 60, 8.8e-3 at 100); both are variational."""
+    exact = exact_reference("heisenberg", 4, 4, True)["E_per_site"]
+    sym, plain = _trained_energy("translations", 60), _trained_energy("none", 60)
+    assert exact - 1e-9 < sym < plain
+    assert abs(sym - exact) / abs(exact) < 1e-3
+    assert abs(plain - exact) / abs(exact) > 5e-3
