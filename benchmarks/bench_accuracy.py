@@ -55,7 +55,7 @@ from distnqs.reference_data import literature
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
-THRESHOLDS = (1e-3, 1e-4)
+THRESHOLDS = (1e-2, 3e-3, 1e-3, 1e-4)  # the issue asks for 1e-3 and 1e-4; the coarser two show the way there
 
 
 def _reference(case: str) -> tuple[float, str]:
@@ -201,11 +201,19 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override case settings (lr, alpha, diag_shift, diag_shift_final, diag_shift_steps)")
-    p.add_argument("--plot-only", action="store_true", help="redraw docs/figures/accuracy_<case>.png from the JSON")
+    p.add_argument("--reanalyse", action="store_true",
+                   help="recompute the thresholds from the traces in the JSON (same criterion) and redraw the figure; runs nothing")
     args = p.parse_args(argv)
-    if args.plot_only:
+    if args.reanalyse:
         for name in (list(CASES) if args.case == "all" else [args.case]):
-            plot(json.loads((RESULTS / f"accuracy_{name}.json").read_text()), FIGURES / f"accuracy_{name}.png")
+            path = RESULTS / f"accuracy_{name}.json"
+            out = json.loads(path.read_text())
+            for code in ("distnqs", "netket"):
+                if code in out:
+                    tr = out[code]["trace"]
+                    out[code] = analyse(list(zip(tr["step"], tr["seconds"], tr["energy_per_site"])), out["reference_E_per_site"], out["settings"]["window"])
+            path.write_text(json.dumps(out) + "\n")
+            plot(out, FIGURES / f"accuracy_{name}.png")
         return
     names = list(CASES) if args.case == "all" else [args.case]
     RESULTS.mkdir(exist_ok=True)
