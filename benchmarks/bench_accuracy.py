@@ -30,7 +30,8 @@ Cases (energies per site, Pauli units):
     .venv/bin/python benchmarks/bench_accuracy.py --case heisenberg6x6 --time-cap 600
 
 Writes benchmarks/results/accuracy_<case>.json (traces, time to each threshold, settings) and
-docs/figures/accuracy_<case>.png (relative error against wall time).
+docs/figures/accuracy_<case>.png (relative error against wall time; not committed, redrawn from the
+JSON with --reanalyse).
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ def netket_trace(case, args, clock):
     out = []
 
     def callback(step, log_data, drv):
+        # the driver's energy statistics of this step (VMC_SR has no public accessor for them)
         out.append((step, clock() - t0, float(np.real(drv._loss_stats.mean)) / N))
         return clock() - t0 < args.time_cap
 
