@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -80,8 +81,15 @@ def installed_wheel(tmp_path_factory):
     ``.pth`` hooks, so ``import distnqs`` can only find the wheel.
     """
     tmp = tmp_path_factory.mktemp("wheel")
+    # Built from a copy of the sources: setuptools builds in the source tree (build/, *.egg-info), and a
+    # stale build/lib left there by an interrupted build made bdist_wheel fail with "No such file".
+    src = tmp / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    shutil.copytree(REPO / "distnqs", src / "distnqs", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(src)],
         capture_output=True, text=True, timeout=600, cwd=tmp,
     )
     assert build.returncode == 0, build.stderr[-3000:]
