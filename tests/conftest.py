@@ -159,6 +159,10 @@ requires_mpi = pytest.mark.skipif(
 # Longest first (seconds measured in a 2-worker `make test` on the 2-core machine, cold cache):
 # xdist hands out work in collection order, so a 7-minute physics run collected last would
 # leave one core idle at the end. Unlisted tests keep their order after these.
+# Moving tests to the front separates them from their module's other tests, and pytest tears a
+# module-scoped fixture down whenever the next test on a worker is from another module: the
+# expensive run fixtures (reference runs, the VAE training, the wheel) are therefore
+# session-scoped, built once per worker (their tests share an xdist_group: once in all).
 SLOW_FIRST = (
     "test_naqs_physics.py::test_heisenberg_4x4_open_two_ranks",  # 426
     "test_naqs_physics.py::test_tfim_4x4_open_G3_two_ranks",  # 177

@@ -120,12 +120,12 @@ def _deviation_bound(log, dt, energy=False):
     return np.concatenate([[0.0], np.cumsum(upper * dt)])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # see conftest: built once per worker, never rebuilt
 def enumerated_quench(tmp_path_factory):
     return _evolve(tmp_path_factory.mktemp("quench"), "enum", sampling="full_enumeration", dt=DT_ENUMERATION)
 
 
-@pytest.mark.xdist_group("dynamics_enumerated")  # shares a module-scoped fixture: computed once, on one worker
+@pytest.mark.xdist_group("dynamics_enumerated")  # shares a session-scoped fixture: computed once, on one worker
 def test_quench_full_enumeration_follows_exact_within_the_tdvp_bound(enumerated_quench):
     """Deterministic (full enumeration), up to t = 0.3: the residual bound plus 1e-4 for rk4's
     truncation (global error ~ t |H dt|^4 |H| / 5!  per site, < 1e-4 at dt = 0.025)."""
@@ -157,7 +157,7 @@ def test_chain_quench_full_enumeration_follows_exact_within_the_tdvp_bound(tmp_p
     assert np.all(np.abs(e + 12.0) <= _deviation_bound(log, DT_ENUMERATION, energy=True) + 1e-4)
 
 
-@pytest.mark.xdist_group("dynamics_enumerated")  # shares a module-scoped fixture: computed once, on one worker
+@pytest.mark.xdist_group("dynamics_enumerated")  # shares a session-scoped fixture: computed once, on one worker
 def test_quench_monte_carlo_agrees_with_exact_within_error_bars(tmp_path, enumerated_quench):
     """2048 Metropolis samples per evaluation: <sx>, <szsz> at every logged time within 5 sigma (the
     statistical error of that time's estimate, inflated by sqrt(2) for the noise the trajectory itself

@@ -81,14 +81,14 @@ def tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=30)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # see conftest: built once per worker, never rebuilt
 def config(tmp_path_factory):
     path = tmp_path_factory.mktemp("cfg") / "tfim4x4.toml"
     path.write_text(CONFIG)
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # see conftest: built once per worker, never rebuilt
 def uninterrupted(tmp_path_factory, config):
     out = tmp_path_factory.mktemp("ref") / "ref"
     run_cli(["run", str(config), "--outdir", str(out)], check=True)
@@ -188,7 +188,7 @@ def test_damaged_log_is_moved_aside_and_rebuilt_with_a_warning(tmp_path):
 # --------------------------------------------------------------------------- the command line
 
 
-@pytest.mark.xdist_group("io_faults_runs")  # shares a module-scoped fixture: computed once, on one worker
+@pytest.mark.xdist_group("io_faults_runs")  # shares a session-scoped fixture: computed once, on one worker
 def test_disk_full_at_a_checkpoint_ends_with_one_line_and_resumes(tmp_path, tmpfs, config, uninterrupted):
     env = None
     if tmpfs is None:  # fall back to the hook, never skip
@@ -209,7 +209,7 @@ def test_disk_full_at_a_checkpoint_ends_with_one_line_and_resumes(tmp_path, tmpf
     assert_same_final_checkpoints(out, uninterrupted)
 
 
-@pytest.mark.xdist_group("io_faults_runs")  # shares a module-scoped fixture: computed once, on one worker
+@pytest.mark.xdist_group("io_faults_runs")  # shares a session-scoped fixture: computed once, on one worker
 def test_read_only_log_then_damaged_log_then_read_only_directory(tmp_path, tmpfs, config, uninterrupted):
     """EROFS while writing log.h5 (hook), then the log truncated, then (with a mount) a really read-only directory."""
     base = tmpfs if tmpfs is not None else tmp_path
@@ -238,7 +238,7 @@ def test_read_only_log_then_damaged_log_then_read_only_directory(tmp_path, tmpfs
     assert_same_final_checkpoints(out, uninterrupted)
 
 
-@pytest.mark.xdist_group("io_faults_runs")  # shares a module-scoped fixture: computed once, on one worker
+@pytest.mark.xdist_group("io_faults_runs")  # shares a session-scoped fixture: computed once, on one worker
 @requires_mpi
 def test_two_ranks_disk_full_every_rank_exits_74_with_one_line(tmp_path, config):
     out = tmp_path / "run"

@@ -124,7 +124,7 @@ def _run_cli(argv, capsys):
     return code, captured.err
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # see conftest: built once per worker, never rebuilt
 def small_run(tmp_path_factory):
     outdir = tmp_path_factory.mktemp("ising_vae") / "run"
     code = top_cli.main(["ising-vae", str(SMALL), "--outdir", str(outdir), "--quiet"])
@@ -132,7 +132,7 @@ def small_run(tmp_path_factory):
     return outdir, json.loads((outdir / "summary.json").read_text())
 
 
-@pytest.mark.xdist_group("ising_vae_run")  # shares a module-scoped fixture: computed once, on one worker
+@pytest.mark.xdist_group("ising_vae_run")  # shares a session-scoped fixture: computed once, on one worker
 def test_cli_small_config_outputs(small_run):
     outdir, summary = small_run
     assert {"L", "T_c", "models", "temperatures", "timing", "files", "config", "results_table_markdown"} <= set(summary)
@@ -162,7 +162,7 @@ def test_cli_small_config_outputs(small_run):
             assert m["elbo"]["loss"] == min(m["restart_losses"])
 
 
-@pytest.mark.xdist_group("ising_vae_run")  # shares a module-scoped fixture: computed once, on one worker
+@pytest.mark.xdist_group("ising_vae_run")  # shares a session-scoped fixture: computed once, on one worker
 def test_cli_small_config_physics(small_run):
     """Training data agree with the exact 8x8 values; the dense VAE reproduces the ordered phase; Bernoulli energies are too high."""
     _, summary = small_run
@@ -181,7 +181,7 @@ def test_cli_small_config_physics(small_run):
     assert cold["models"]["dense"]["latent"]["max_abs_corr_m"] > 0.9
 
 
-@pytest.mark.xdist_group("ising_vae_run")  # shares a module-scoped fixture: computed once, on one worker
+@pytest.mark.xdist_group("ising_vae_run")  # shares a session-scoped fixture: computed once, on one worker
 def test_cli_refuses_to_overwrite_without_force(small_run, capsys):
     outdir, _ = small_run
     before = (outdir / "summary.json").read_bytes()

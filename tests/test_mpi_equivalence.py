@@ -11,7 +11,7 @@ from conftest import REPO, clean_env, requires_mpi, run_script
 SCRIPT = str(REPO / "tests" / "mpi" / "reductions.py")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # see conftest: built once per worker, never rebuilt
 def single(tmp_path_factory):
     out = tmp_path_factory.mktemp("single") / "single.npz"
     subprocess.run([sys.executable, SCRIPT, str(out)], check=True, env=clean_env(), cwd=REPO, timeout=600)

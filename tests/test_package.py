@@ -70,7 +70,7 @@ def _fake_run(path: Path, L: int, G: float, energy: float) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # see conftest: built once per worker, never rebuilt
 def installed_wheel(tmp_path_factory):
     """A fresh virtualenv outside the repository with the distnqs wheel installed.
 
@@ -113,7 +113,7 @@ def _run_installed(venv: Path, cwd: Path, *args: str, timeout: float = 600):
     return subprocess.run([str(venv / "bin" / "distnqs"), *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
 
 
-@pytest.mark.xdist_group("installed_wheel")  # shares a module-scoped fixture: computed once, on one worker
+@pytest.mark.xdist_group("installed_wheel")  # shares a session-scoped fixture: computed once, on one worker
 def test_wheel_carries_its_data_and_imports_from_the_virtualenv(installed_wheel):
     venv, tmp = installed_wheel
     out = subprocess.run(
@@ -127,7 +127,7 @@ def test_wheel_carries_its_data_and_imports_from_the_virtualenv(installed_wheel)
     assert n_vectors == "4"
 
 
-@pytest.mark.xdist_group("installed_wheel")  # shares a module-scoped fixture: computed once, on one worker
+@pytest.mark.xdist_group("installed_wheel")  # shares a session-scoped fixture: computed once, on one worker
 def test_report_runs_from_the_installed_wheel(installed_wheel):
     venv, tmp = installed_wheel
     ref = next(r for r in literature()["tfim_square_obc"] if r["L"] == 12 and r["G"] == 3.0)
@@ -139,7 +139,7 @@ def test_report_runs_from_the_installed_wheel(installed_wheel):
     assert abs(result["relative_error"] - 2e-4) < 1e-9
 
 
-@pytest.mark.xdist_group("installed_wheel")  # shares a module-scoped fixture: computed once, on one worker
+@pytest.mark.xdist_group("installed_wheel")  # shares a session-scoped fixture: computed once, on one worker
 def test_tomography_runs_from_the_installed_wheel(installed_wheel):
     """A tiny tomography job: the POVM comes from the wheel's package data."""
     venv, tmp = installed_wheel

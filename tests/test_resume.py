@@ -79,7 +79,7 @@ def _assert_identical(a, b):
     assert sa["energy"] == sb["energy"] and sa["step"] == sb["step"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # see conftest: built once per worker, never rebuilt
 def uninterrupted_1(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ref1")
     run_cli(["run", str(_cfg(tmp)), "--outdir", str(tmp / "ref")], check=True)
@@ -219,7 +219,7 @@ def test_info_and_plot(tmp_path, uninterrupted_1):
 # --------------------------------------------------------------------------- MPI
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # see conftest: built once per worker, never rebuilt
 def uninterrupted_2(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ref2")
     run_cli(["run", str(_cfg(tmp, kind="sgd", sr="true")), "--outdir", str(tmp / "ref")], np_=2, check=True)
@@ -309,7 +309,7 @@ def _cosine(step, horizon, lr=0.02, final=0.005):
     return float(optax.cosine_decay_schedule(lr, horizon, alpha=final / lr)(step))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # see conftest: built once per worker, never rebuilt
 def finished_20(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sched20")
     run_cli(["run", str(_cfg(tmp, **{"n_steps = 24": "n_steps = 20"})), "--outdir", str(tmp / "run")], check=True)
