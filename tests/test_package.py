@@ -81,8 +81,10 @@ def installed_wheel(tmp_path_factory):
     ``.pth`` hooks, so ``import distnqs`` can only find the wheel.
     """
     tmp = tmp_path_factory.mktemp("wheel")
-    # Built from a copy of the sources: setuptools builds in the source tree (build/, *.egg-info), and a
-    # stale build/lib left there by an interrupted build made bdist_wheel fail with "No such file".
+    # Built from a copy of the sources: setuptools builds in the source tree (build/, *.egg-info), so
+    # whatever an earlier build left there takes part; once, in a full local run, bdist_wheel failed
+    # there with "No such file or directory" (cause not pinned down). The copy holds what pyproject.toml
+    # packages: itself, its readme and the distnqs package.
     src = tmp / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
