@@ -24,6 +24,10 @@ fail() { echo "distnqs job: error: $*" >&2; exit 2; }
 # shellcheck disable=SC1091
 source "$DISTNQS_VENV/bin/activate"
 export PYTHONUNBUFFERED=1
+# glibc malloc on transparent huge pages (no effect where the node has THP off): XLA's CPU runtime
+# allocates its large step buffers afresh every step, which otherwise costs a third of a CPU run's
+# time in page faults (the Makefile's HUGEPAGES). Appended to any tunables the user set.
+export GLIBC_TUNABLES=${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1
 
 echo "distnqs job ${SLURM_JOB_ID:-?} (start $((${SLURM_RESTART_COUNT:-0} + 1))) on ${SLURM_JOB_NODELIST:-?}," \
      "${SLURM_NTASKS:-1} task(s): $DISTNQS_CONFIG -> $DISTNQS_OUTDIR"

@@ -27,11 +27,19 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 # 198 x 198 Cholesky took 250 ms instead of 0.8 ms. One thread per test process; set before numpy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+# Huge pages for glibc malloc in every `distnqs` subprocess (see the Makefile's HUGEPAGES: XLA's
+# per-step buffers otherwise cost a third of a run's CPU time in page faults). `make test` sets it
+# for this process too; the dynamic loader reads it at start, so here it reaches subprocesses only.
+os.environ.setdefault("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+
 # Most in-process unit tests are compile-bound (small problems, many shapes): LLVM's expensive
 # passes cost more than they save there (tests/test_naqs.py: 201 -> 136 CPU-s with a cold cache).
-# Only this pytest process: clean_env() drops XLA_FLAGS, so `distnqs` subprocesses (physics runs,
-# resume comparisons) compile exactly as a user's run does.
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
+# The same holds for the `distnqs` subprocesses of the plumbing tests (resume, signals, faults, CLI,
+# Slurm: a few steps each, compared with runs made with the same flags), which get these flags
+# from clean_env(); the physics runs (long enough for optimized code to pay) pass
+# user_compile=True and compile exactly as a user's run does.
+FAST_COMPILE_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+os.environ.setdefault("XLA_FLAGS", FAST_COMPILE_XLA_FLAGS)
 
 import distnqs  # noqa: E402,F401  (x64 and process set-up before jax)
 from hypothesis import settings  # noqa: E402
@@ -82,21 +90,28 @@ def mpirun_cmd(np_: int) -> list[str]:
     return [exe, "-np", str(np_)]
 
 
-def clean_env() -> dict:
+def clean_env(user_compile: bool = False) -> dict:
+    """This process's environment for a `distnqs` subprocess: no process set-up carried over, the
+    venv's tools first; XLA flags as a user's run has them if ``user_compile``, else the fast-compile
+    ones (above)."""
     env = dict(os.environ)
     for var in ("XLA_FLAGS", "_DISTNQS_CONFIGURED", "DISTNQS_NO_MPI"):
         env.pop(var, None)
+    if not user_compile:
+        env["XLA_FLAGS"] = FAST_COMPILE_XLA_FLAGS
     env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
-def run_cli(args: list[str], np_: int = 1, timeout: float = 600, check: bool = False, env_extra: dict | None = None):
-    """Run ``distnqs ARGS`` (under ``mpirun -np NP`` when NP > 1); returns CompletedProcess."""
+def run_cli(args: list[str], np_: int = 1, timeout: float = 600, check: bool = False, env_extra: dict | None = None,
+            user_compile: bool = False):
+    """Run ``distnqs ARGS`` (under ``mpirun -np NP`` when NP > 1); returns CompletedProcess.
+    ``user_compile``: XLA flags as a user's run has them (physics runs), see clean_env()."""
     cmd = [sys.executable, "-m", "distnqs", *args]
     if np_ > 1:
         cmd = mpirun_cmd(np_) + cmd
-    env = clean_env()
+    env = clean_env(user_compile)
     env.update(env_extra or {})
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
     if check and proc.returncode != 0:

@@ -35,7 +35,7 @@ def _run(config_name, tmp_path, n_steps=None, dtype=None):
             text = text.replace("\n[ansatz]\n", f'\n[ansatz]\ndtype = "{dtype}"\n')
         cfg_path = tmp_path / config_name
         cfg_path.write_text(text)
-    proc = run_cli(["run", str(cfg_path), "--outdir", str(out)], np_=2, timeout=1200)
+    proc = run_cli(["run", str(cfg_path), "--outdir", str(out)], np_=2, timeout=1200, user_compile=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads((out / "summary.json").read_text())
 

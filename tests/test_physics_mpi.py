@@ -100,7 +100,7 @@ print_every = 100
 def _run(tmp_path, text):
     cfg = tmp_path / "cfg.toml"
     cfg.write_text(text)
-    proc = run_cli(["run", str(cfg), "--outdir", str(tmp_path / "out")], np_=2, check=True)
+    proc = run_cli(["run", str(cfg), "--outdir", str(tmp_path / "out")], np_=2, check=True, user_compile=True)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["n_ranks"] == 2 and summary["status"] == "finished"
     return summary, proc

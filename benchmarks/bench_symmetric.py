@@ -1,0 +1,98 @@
+"""Symmetric against plain ansatz on a frustrated 18-site torus (issue: symmetric ansatze).
+
+J1-J2 Heisenberg at J2 = 0.5 on the 6x3 periodic square lattice (Pauli units), complex RBM
+alpha 1, SR (CG), 120 steps of 1024 Metropolis-exchange samples (256 chains), S^z = 0, 2 MPI ranks,
+the same seed: ``configs/symmetric/j1j2_6x3_plain.toml`` against ``j1j2_6x3_translations.toml``, which
+differ only in ``symmetries = "translations"``, ``sector = [3, 0]`` (the exact ground state has
+momentum (pi, 0) in this basis). Each run is the user's command,
+
+    mpirun -np 2 distnqs run configs/symmetric/<name>.toml --outdir <tmp>/<name>
+
+one after the other on the same machine; the final energy is the run's own evaluation with the
+final parameters (``eval_steps`` fresh batches), against its Lanczos reference (reference.json).
+The per-step training energies from ``log.h5`` give the curve (mean over the last 50 steps too).
+
+    .venv/bin/python benchmarks/bench_symmetric.py   # 1 + 10 min on 2 cores (each amplitude: 18 forward passes)
+
+Writes benchmarks/results/symmetric_j1j2_6x3.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from distnqs.io.log import read_log
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+CONFIGS = ("j1j2_6x3_plain", "j1j2_6x3_translations")
+
+
+def run_one(name: str, workdir: Path, np_: int) -> dict:
+    """One run through the CLI under mpirun; returns its summary, wall time and energy trace."""
+    bindir = Path(sys.executable).parent
+    mpirun = shutil.which("mpirun", path=str(bindir)) or shutil.which("mpirun")
+    out = workdir / name
+    cmd = [mpirun, "-np", str(np_), sys.executable, "-m", "distnqs", "run",
+           str(REPO / "configs" / "symmetric" / f"{name}.toml"), "--outdir", str(out)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"bench_symmetric: {name} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    summary = json.loads((out / "summary.json").read_text())
+    log = read_log(out / "log.h5")
+    n = summary["n_sites"]
+    e_ref = summary["reference"]["energy_per_site"]
+    trace = np.asarray(log["energy_mean"]) / n
+    return {
+        "config": f"configs/symmetric/{name}.toml",
+        "wall_s": wall,
+        "n_parameters": summary["n_parameters"],
+        "energy_per_site": summary["energy_per_site"],
+        "energy_per_site_error": summary["energy_per_site_error"],
+        "relative_error": summary["reference"]["relative_error"],
+        "last50_mean_relative_error": float(abs(trace[-50:].mean() - e_ref) / abs(e_ref)),
+        "trace_energy_per_site": [float(x) for x in trace],
+        "reference_energy_per_site": e_ref,
+        "reference_source": summary["reference"]["source"],
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--np", type=int, default=2, help="MPI ranks per run (default 2)")
+    ap.add_argument("--out", type=Path, default=RESULTS / "symmetric_j1j2_6x3.json")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {name: run_one(name, Path(tmp), args.np) for name in CONFIGS}
+    for name, r in runs.items():
+        print(f"{name:24s} E/N = {r['energy_per_site']:.6f} +- {r['energy_per_site_error']:.1e}  "
+              f"rel. error {r['relative_error']:.2e}  ({r['wall_s']:.0f} s, {r['n_parameters']} parameters)")
+    plain, sym = (runs[c]["relative_error"] for c in CONFIGS)
+    result = {
+        "case": "J1-J2 J2=0.5, 6x3 periodic, complex RBM alpha 1, SR, 120 steps x 1024 samples, "
+                f"{args.np} MPI ranks",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "runs": runs,
+        "error_ratio_plain_over_translations": plain / sym,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"relative error, plain / translations: {plain / sym:.3g} (> 1: the projection helps) -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
