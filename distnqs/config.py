@@ -63,7 +63,8 @@ HAMILTONIANS = {
 # [ansatz]: ``model`` picks one of these (``netket.<Name>`` models are checked by their constructor).
 _ANSATZ_COMMON = {"param_dtype": Key("str", choices=_DTYPES), "init_std": Key("number", min=0, max=1e3)}
 # projection onto a symmetry sector (distnqs.models.symmetric): any non-autoregressive ansatz
-_SYMMETRY = {"symmetries": Key("str", choices=("none", "translations", "lattice")), "sector": Key(("list[int]", "str"))}
+_SYMMETRY = {"symmetries": Key("str", choices=("none", "translations", "lattice")), "sector": Key(("list[int]", "str")),
+             "spin_flip": Key("str", choices=("none", "even", "odd"))}
 ANSATZES = {
     "rbm": {**_ANSATZ_COMMON, **_SYMMETRY, "alpha": Key("number", min=0, min_open=True, max=2**16),
             "use_visible_bias": Key("bool"), "use_hidden_bias": Key("bool")},
@@ -199,7 +200,7 @@ def _check_ansatz(table: dict) -> None:
         raise ConfigError('[ansatz] needs model (e.g. model = "rbm")')
     if not isinstance(model, str):
         raise ConfigError(f"[ansatz] model must be a string, got {model!r}")
-    if model == "naqs" and table.get("symmetries", "none") != "none":
+    if model == "naqs" and (table.get("symmetries", "none") != "none" or table.get("spin_flip", "none") != "none"):
         raise ConfigError("[ansatz] symmetries need a non-autoregressive ansatz (rbm, ffnn, cnn, netket.<Name>): "
                           "a sum over group images of naqs is no longer normalized for direct sampling")
     if model.startswith("netket."):

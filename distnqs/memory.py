@@ -80,7 +80,7 @@ def estimate(cfg: dict, lattice, ansatz, n_ranks: int) -> tuple[int, str]:
     hidden = max(n, p_real // max(1, n))
     from distnqs.models.symmetric import group_size  # noqa: PLC0415 - light, but only needed here
 
-    images = group_size(lattice, cfg["ansatz"].get("symmetries", "none"))
+    images = group_size(lattice, cfg["ansatz"].get("symmetries", "none"), cfg["ansatz"].get("spin_flip", "none"))
     terms["local energies"] = batch * conn * (8 * n + 2 * hidden * item) * images
     total = sum(terms.values())
     words = f"{p_real:.3g} real parameters; " + ", ".join(f"{k} {v / GiB:.3g} GiB" for k, v in terms.items())

@@ -53,11 +53,13 @@ class Problem:
         model = h.get("model", type(self.hamiltonian).__name__)
         extra = f" G={h['G']}" if "G" in h else ""
         sym = self.cfg["ansatz"].get("symmetries", "none")
-        if sym != "none":
+        flip = self.cfg["ansatz"].get("spin_flip", "none")
+        if sym != "none" or flip != "none":
             from distnqs.models.symmetric import group_size
 
             sector = self.cfg["ansatz"].get("sector")
-            sym = f", symmetrized over {sym} (|G| = {group_size(self.lattice, sym)}{f', sector {sector}' if sector is not None else ''})"
+            what = " x ".join(([sym] if sym != "none" else []) + ([f"the spin flip ({flip})"] if flip != "none" else []))
+            sym = f", symmetrized over {what} (|G| = {group_size(self.lattice, sym, flip)}{f', sector {sector}' if sector is not None else ''})"
         else:
             sym = ""
         return (

@@ -96,6 +96,36 @@ def test_amplitude_transforms_with_the_character_of_every_group_element(Lx, Ly, 
         np.testing.assert_allclose(psi_h, chi * psi, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("symmetries, sector, spin_flip", [("none", None, "odd"), ("none", None, "even"), ("translations", [3, 0], "odd")])
+def test_spin_flip_parity_of_the_amplitude(symmetries, sector, spin_flip):
+    r"""``spin_flip``: :math:`\psi_\mathrm{sym}(-s) = p\,\psi_\mathrm{sym}(s)` (p = +1 even, -1 odd) to
+    1e-12 of the largest term, alone and on top of the momentum (pi, 0) of a 6x3 torus, where the
+    translation characters still hold."""
+    lattice = Lattice(6, 3, True)
+    table = {"model": "rbm", "alpha": 1, "param_dtype": "complex128", "init_std": 0.3, "symmetries": symmetries, "spin_flip": spin_flip}
+    if sector is not None:
+        table["sector"] = sector
+    ansatz = build_model(table, lattice)
+    assert isinstance(ansatz.module, Symmetrized)
+    params = ansatz.init(jax.random.PRNGKey(4))
+    s = jnp.where(jax.random.bernoulli(jax.random.PRNGKey(5), 0.5, (32, 18)), 1.0, -1.0)
+    base = Ansatz(ansatz.module.base, 18)
+    perms = np.asarray(ansatz.module.permutations)
+    terms = [np.real(base.log_psi(params["base"], sign * s[:, q])) for q in perms for sign in (1.0, -1.0)]
+    scale = np.max(terms, axis=0)  # the largest term max_g |psi(+-g s)|, as above
+    psi = np.exp(np.asarray(ansatz.log_psi(params, s)) - scale)
+    flipped = np.exp(np.asarray(ansatz.log_psi(params, -s)) - scale)
+    assert np.mean(np.abs(psi) > 1e-4) > 0.5
+    p = {"even": 1.0, "odd": -1.0}[spin_flip]
+    np.testing.assert_allclose(flipped, p * psi, rtol=0, atol=1e-12)
+    if sector is not None:  # T_x (moves every spin by +1 in x): character e^{i pi} = -1
+        perms, chars = symmetry_group(lattice, symmetries, sector)
+        h = lattice.Ly  # shifts are listed (ax, ay) in lexicographic order: index Ly is (1, 0)
+        shifted = np.exp(np.asarray(ansatz.log_psi(params, s[:, perms[h]])) - scale)
+        assert chars[h] == -1.0
+        np.testing.assert_allclose(shifted, -psi, rtol=0, atol=1e-12)
+
+
 def test_real_network_in_the_trivial_sector_stays_real_and_cnn_with_pbc_is_unchanged_by_translations():
     lattice = Lattice(4, 4, True)
     real = build_model({"model": "rbm", "alpha": 1, "symmetries": "lattice"}, lattice)
@@ -122,6 +152,9 @@ def test_real_network_in_the_trivial_sector_stays_real_and_cnn_with_pbc_is_uncha
         ({"Lx": 4}, {"model": "rbm", "symmetries": 3}, "symmetries must be a string"),
         ({"Lx": 4}, {"model": "naqs", "symmetries": "lattice"}, "non-autoregressive"),
         ({"Lx": 4}, {"model": "netket.RBM", "symmetries": True}, "symmetries must be a string"),
+        ({"Lx": 4}, {"model": "rbm", "spin_flip": "odd", "sector": [1, 0]}, "sector needs symmetries"),
+        ({"Lx": 4}, {"model": "rbm", "spin_flip": "yes"}, "spin_flip"),
+        ({"Lx": 4}, {"model": "naqs", "spin_flip": "even"}, "non-autoregressive"),
     ],
 )
 def test_bad_symmetry_options_are_one_line_errors(lattice, ansatz, fragment):

@@ -61,14 +61,14 @@ def build_model(cfg: dict, lattice) -> Ansatz:
     Options are the module's dataclass fields; ``shape`` / ``pbc`` / ``Lx`` /
     ``Ly`` / ``n_sites`` are taken from the lattice when the module has them.
     ``param_dtype`` / ``dtype`` accept "float32", "float64", "complex64", "complex128".
-    ``symmetries`` / ``sector`` (any non-autoregressive model) wrap the module in
+    ``symmetries`` / ``sector`` / ``spin_flip`` (any non-autoregressive model) wrap the module in
     :class:`~distnqs.models.symmetric.Symmetrized`, the projection onto that symmetry sector.
     """
     cfg = dict(cfg)
     name = cfg.pop("model", None)
     if name is None:
         raise ConfigError("[ansatz] needs model (e.g. model = \"rbm\")")
-    symmetries, sector = cfg.pop("symmetries", "none"), cfg.pop("sector", None)
+    symmetries, sector, spin_flip = cfg.pop("symmetries", "none"), cfg.pop("sector", None), cfg.pop("spin_flip", "none")
     cls = _resolve_class(name)
     fields = {f.name for f in dataclasses.fields(cls)} - {"parent", "name"}
     unknown = set(cfg) - fields
@@ -88,8 +88,8 @@ def build_model(cfg: dict, lattice) -> Ansatz:
         module = cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"ansatz {name}: {exc}") from exc
-    if symmetries != "none":
-        module = symmetrize(module, lattice, symmetries, sector)
+    if symmetries != "none" or spin_flip != "none":
+        module = symmetrize(module, lattice, symmetries, sector, spin_flip)
     elif sector is not None:
         raise ConfigError("[ansatz] sector needs symmetries = \"translations\" or \"lattice\"")
     return Ansatz(module, lattice.n_sites)

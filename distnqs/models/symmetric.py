@@ -27,7 +27,17 @@ Groups (``[ansatz] symmetries``), sites ``i = y Lx + x`` (DESIGN.md):
   (-1 under 90-degree rotations, +1 under the axis reflections, -1 under the diagonal ones)
   and ``"B2"`` = A2 x B1.
 
-Cost: :math:`|G|` forward passes per amplitude (the look-up tables of the RBM are not used: local
+``spin_flip = "even" | "odd"`` (default ``"none"``) adds the global spin flip :math:`F s = -s`
+(:math:`s_i = \pm 1`) with character :math:`p = +1` or :math:`-1`, alone or times the lattice group:
+:math:`\psi_\mathrm{sym}(s) = \frac{1}{2|G|}\sum_g \chi_g^*\,[\psi(gs) + p\,\psi(-gs)]`,
+so that :math:`\psi_\mathrm{sym}(-s) = p\,\psi_\mathrm{sym}(s)`. F commutes with every lattice
+symmetry and with the TFIM coupling (not its field), the Heisenberg and J1-J2 models, and maps the
+zero-magnetization sector onto itself. A singlet of N spins has :math:`p = (-1)^{N/2}` in the unrotated basis
+(:math:`\prod_i\sigma^x_i = i^N e^{-i\pi S^x}`; e.g. -1 on 18 sites, +1 on 16) and :math:`p = +1`
+with the Marshall sign (``sign_rule``: it rotates N/2 sites): a network initialized near a flip-even state and trained in an odd
+ground state's momentum sector alone can stay in the even sector (``benchmarks/bench_symmetric.py``).
+
+Cost: :math:`|G|` (with ``spin_flip``, :math:`2|G|`) forward passes per amplitude (the look-up tables of the RBM are not used: local
 energies and Metropolis moves take the generic forward-pass path). The Marshall sign
 (``sign_rule``) commutes with these groups when the sublattices map onto themselves or onto each
 other with an even number of sites each (even :math:`L_x, L_y`, zero magnetization).
@@ -55,14 +65,17 @@ class Symmetrized(nn.Module):
     base: nn.Module
     permutations: tuple  # (|G|, N) nested tuples of ints (static, hashable)
     weights: tuple  # (|G|,) of float (real characters) or complex
+    flip: int = 0  # 0: no spin flip; +1 / -1: also the images -g s, weighted p w_g
 
     @nn.compact
     def __call__(self, s):
         perms = np.asarray(self.permutations, dtype=np.int32)
         w = np.asarray(self.weights)
-        n_group, n = perms.shape
-        batch = s.shape[0]
         images = s[:, perms]  # (batch, |G|, N): (g s)_i = s_{pi_g(i)}
+        if self.flip:
+            images = jnp.concatenate([images, -images], axis=1)
+            w = np.concatenate([w, self.flip * w])
+        batch, n_group, n = images.shape
         z = self.base(images.reshape(batch * n_group, n)).reshape(batch, n_group)
         m = jax.lax.stop_gradient(jnp.max(jnp.real(z), axis=1, keepdims=True))
         real = not jnp.iscomplexobj(z) and not np.iscomplexobj(w) and bool(np.all(w >= 0))
@@ -156,23 +169,35 @@ def symmetry_group(lattice, symmetries: str, sector=None) -> tuple[np.ndarray, n
     return np.stack(perms), np.asarray(chars)
 
 
-def symmetrize(module: nn.Module, lattice, symmetries: str, sector=None) -> Symmetrized:
-    r"""``module`` projected onto ``sector`` of ``symmetries`` (:class:`Symmetrized`); any flax
-    module ``(batch, N) -> log psi`` that is not autoregressive."""
+FLIPS = {"none": 0, "even": 1, "odd": -1}
+
+
+def symmetrize(module: nn.Module, lattice, symmetries: str, sector=None, spin_flip: str = "none") -> Symmetrized:
+    r"""``module`` projected onto ``sector`` of ``symmetries`` and the ``spin_flip`` parity
+    (:class:`Symmetrized`); any flax module ``(batch, N) -> log psi`` that is not autoregressive."""
     if any(callable(getattr(module, name, None)) for name in ("sample", "conditionals")):  # NAQS, netket ARNNs
         raise ConfigError("[ansatz] symmetries need a non-autoregressive ansatz: a sum over group images is not normalized for direct sampling")
-    perms, chars = symmetry_group(lattice, symmetries, sector)
+    if spin_flip not in FLIPS:
+        raise ConfigError(f"unknown [ansatz] spin_flip {spin_flip!r}; choose one of: {', '.join(FLIPS)}")
+    if symmetries == "none":
+        if sector is not None:
+            raise ConfigError("[ansatz] sector needs symmetries = \"translations\" or \"lattice\"")
+        perms, chars = np.arange(lattice.n_sites)[None, :], np.ones(1)
+    else:
+        perms, chars = symmetry_group(lattice, symmetries, sector)
     weights = np.conj(chars)
     weights = tuple(complex(w) for w in weights) if np.iscomplexobj(weights) else tuple(float(w) for w in weights)
-    return Symmetrized(base=module, permutations=tuple(map(tuple, perms.tolist())), weights=weights)
+    return Symmetrized(base=module, permutations=tuple(map(tuple, perms.tolist())), weights=weights, flip=FLIPS[spin_flip])
 
 
-def group_size(lattice, symmetries: str) -> int:
-    """|G| of ``symmetries`` on ``lattice`` (1 for ``"none"``): the factor on the cost of a forward pass."""
+def group_size(lattice, symmetries: str, spin_flip: str = "none") -> int:
+    """Number of images of ``symmetries`` (times the ``spin_flip``) on ``lattice`` (1 for ``"none"``):
+    the factor on the cost of a forward pass."""
+    flips = 1 if spin_flip in (None, "none") else 2
     if symmetries in (None, "none"):
-        return 1
+        return flips
     translations = lattice.n_sites if lattice.pbc else 1
-    return translations if symmetries == "translations" else translations * len(point_operations(lattice))
+    return flips * (translations if symmetries == "translations" else translations * len(point_operations(lattice)))
 
 
-__all__ = ["IRREPS", "KINDS", "Symmetrized", "group_size", "point_character", "point_operations", "symmetrize", "symmetry_group"]
+__all__ = ["FLIPS", "IRREPS", "KINDS", "Symmetrized", "group_size", "point_character", "point_operations", "symmetrize", "symmetry_group"]
