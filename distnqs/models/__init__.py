@@ -88,10 +88,8 @@ def build_model(cfg: dict, lattice) -> Ansatz:
         module = cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"ansatz {name}: {exc}") from exc
-    if symmetries != "none" or spin_flip != "none":
-        module = symmetrize(module, lattice, symmetries, sector, spin_flip)
-    elif sector is not None:
-        raise ConfigError("[ansatz] sector needs symmetries = \"translations\" or \"lattice\"")
+    if symmetries != "none" or spin_flip != "none" or sector is not None:
+        module = symmetrize(module, lattice, symmetries, sector, spin_flip)  # refuses a sector without symmetries
     return Ansatz(module, lattice.n_sites)
 
 
