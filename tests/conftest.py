@@ -193,6 +193,17 @@ SLOW_FIRST = (
 )
 
 
+@pytest.fixture(autouse=True)
+def _xdist_group_is_honoured(request):
+    """Under ``--dist loadgroup`` (make test), a test of an xdist_group fails at once if pytest-xdist
+    did not group it: the session fixture its group shares would be built on every worker, and the
+    Slurm tests would drive one cluster from two workers (pytest 9.2 with pytest-xdist <= 3.8, see
+    pyproject.toml)."""
+    if getattr(request.config.option, "loadgroup", False) and request.node.get_closest_marker("xdist_group") \
+            and "@" not in request.node.nodeid:
+        pytest.fail(f"--dist loadgroup is not grouping (pytest {pytest.__version__}): {request.node.nodeid}", pytrace=False)
+
+
 def pytest_collection_modifyitems(config, items):
     def rank(item):
         name = item.nodeid.split("/")[-1]
