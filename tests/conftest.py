@@ -172,8 +172,9 @@ requires_mpi = pytest.mark.skipif(
 
 
 # Longest first (seconds measured in a 2-worker `make test` on the 2-core machine, cold cache):
-# xdist hands out work in collection order, so a 7-minute physics run collected last would
-# leave one core idle at the end. Unlisted tests keep their order after these.
+# under --dist loadgroup, pytest-xdist hands out the xdist_groups first (largest first), then the
+# single tests in collection order, so a 7-minute physics run collected last would leave one
+# core idle at the end. Unlisted tests keep their order after these.
 # Moving tests to the front separates them from their module's other tests, and pytest tears a
 # module-scoped fixture down whenever the next test on a worker is from another module: the
 # expensive run fixtures (reference runs, the VAE training, the wheel) are therefore
