@@ -70,7 +70,6 @@ from distnqs.io import lock as run_lock
 from distnqs.io.files import atomic_write_json, atomic_write_text, make_run_dir
 from distnqs.io.log import COLUMNS as LOG_COLUMNS
 from distnqs.io.log import StepLog
-from distnqs.models import n_parameters
 from distnqs.operators.exact import MAX_EXACT_SITES, ground_state_energy
 from distnqs.problem import Problem, build_problem
 
@@ -323,7 +322,7 @@ def _summary(problem: Problem, step: int, metrics: dict | None, reference: dict 
         "n_steps": problem.cfg["n_steps"],
         "n_sites": n,
         "n_ranks": comm.size(),
-        "n_parameters": n_parameters(problem.init_params()),
+        "n_parameters": problem.n_parameters,
         "n_samples_per_step": problem.step.n_samples_total,
         "energy": None,
         "energy_per_site": None,

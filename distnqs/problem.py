@@ -36,6 +36,11 @@ class Problem:
     def n_sites(self) -> int:
         return self.lattice.n_sites
 
+    @property
+    def n_parameters(self) -> int:
+        """Number of real parameters (from the shapes alone)."""
+        return n_parameters(self.ansatz.shapes())
+
     def init_params(self):
         import jax
 
@@ -65,7 +70,7 @@ class Problem:
         return (
             f"{model}{extra} on {self.lattice.describe()}, N={self.n_sites}; "
             f"ansatz {self.cfg['ansatz'].get('model', type(self.ansatz.module).__name__)} "
-            f"({n_parameters(self.init_params())} real parameters{sym}); "
+            f"({self.n_parameters} real parameters{sym}); "
             f"sampler {self.cfg['sampler'].get('kind')} with {self.step.n_samples_total} samples/step on {comm.size()} rank(s)"
             + (" (look-up-table moves)" if getattr(self.sampler, "uses_fast_update", False) else "")
         )
@@ -108,13 +113,13 @@ def build_problem(cfg: dict, hamiltonian=None, model=None) -> Problem:
         raise ConfigError(
             f"the Hamiltonian acts on {hamiltonian.hilbert.size} sites but the lattice has {lattice.n_sites}"
         )
-    params0 = ansatz.init(__import__("jax").random.PRNGKey(0))  # fails early on a size mismatch
+    ansatz.shapes()  # fails early on a size mismatch (an abstract trace: nothing is compiled)
     fast = bool(cfg["run"].get("fast_update", True))
     sampler = build_sampler(cfg["sampler"], lattice, hamiltonian.hilbert, ansatz, comm.size(), fast_update=fast)
     chunk = cfg["run"].get("chunk_size") or None
     optimizer = build_optimizer(cfg["optimizer"], cfg["n_steps"], chunk_size=chunk, guard=build_guard(cfg["run"]))
     if optimizer.sr is not None and optimizer.sr.solver == "minsr" and optimizer.sr.minsr_holomorphic:
-        check_holomorphic_ansatz(ansatz, params0, lattice.n_sites)
+        check_holomorphic_ansatz(ansatz, ansatz.init(__import__("jax").random.PRNGKey(0)), lattice.n_sites)
     observables = build_observables(cfg, lattice, chunk)
     step = VMCStep(
         ansatz=ansatz,

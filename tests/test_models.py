@@ -66,3 +66,43 @@ def test_build_model_errors():
     wrong = Ansatz(CNN(shape=(3, 3)), 16)  # a 3x3 image cannot hold 16 sites
     with pytest.raises(ConfigError, match="does not accept 16 sites"):
         wrong.init(jax.random.PRNGKey(0))
+
+
+class _NeedsValues(__import__("flax").linen.Module):
+    """A network that reads a concrete parameter value while it initializes (no abstract trace)."""
+
+    @__import__("flax").linen.compact
+    def __call__(self, s):
+        w = self.param("w", __import__("flax").linen.initializers.normal(0.1), (s.shape[-1],))
+        scale = 2.0 if float(jnp.sum(w)) > 100 else 1.0  # concrete value: fails under eval_shape
+        return scale * s @ w
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Ansatz(RBM(alpha=2, param_dtype=jnp.complex128), 6),
+    lambda: build_model({"model": "naqs", "depth": 2, "features": 4, "kernel_size": 3}, build_lattice({"Lx": 3, "Ly": 2, "pbc": False})),
+    lambda: Ansatz(_NeedsValues(), 6),
+])
+def test_shapes_are_those_of_init_without_computing(make):
+    ansatz = make()
+    got = ansatz.shapes()
+    want = ansatz.init(jax.random.PRNGKey(3))
+    assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        assert isinstance(a, jax.ShapeDtypeStruct) and a.shape == b.shape and a.dtype == b.dtype
+
+
+def test_shapes_keep_the_size_check():
+    naqs = build_model({"model": "naqs", "depth": 2, "features": 4, "kernel_size": 3}, build_lattice({"Lx": 3, "Ly": 2, "pbc": False})).module
+    with pytest.raises(ConfigError, match="got configurations of 5 sites") as err:
+        Ansatz(naqs, 5).shapes()
+    assert "\n" not in str(err.value)  # one line, as the CLI prints it
+    with pytest.raises(ConfigError, match="does not accept 5 sites") as err:
+        Ansatz(_WrongSize(), 5).shapes()
+    assert "\n" not in str(err.value)
+
+
+class _WrongSize(__import__("flax").linen.Module):
+    @__import__("flax").linen.compact
+    def __call__(self, s):
+        return __import__("flax").linen.Dense(1)(s.reshape(s.shape[0], 6))[:, 0]  # a shape error for N != 6

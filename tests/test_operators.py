@@ -74,6 +74,19 @@ def test_local_energy_equals_dense_H_psi_over_psi(name, build, dtype):
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
     chunked = np.asarray(local_energy(ansatz.log_psi, params, H, states, chunk_size=37))
     np.testing.assert_allclose(chunked, got, rtol=1e-12, atol=1e-12)
+    whole = np.asarray(local_energy(ansatz.log_psi, params, H, states, chunk_size=states.shape[0]))  # one batch
+    np.testing.assert_allclose(whole, got, rtol=1e-12, atol=1e-12)
+
+
+def test_automatic_chunks_on_cpu():
+    """No chunk size given: on CPU about AUTO_CHUNK_CONFIGS connected configurations per chunk
+    (at least one sample); a given size is kept."""
+    from distnqs.operators.local_energy import AUTO_CHUNK_CONFIGS, auto_chunk_size
+
+    assert jax.default_backend() == "cpu"
+    assert auto_chunk_size(25) == AUTO_CHUNK_CONFIGS // 25 >= 1
+    assert auto_chunk_size(10 * AUTO_CHUNK_CONFIGS) == 1
+    assert auto_chunk_size(25, 7) == 7
 
 
 def test_any_netket_jax_operator_is_accepted():

@@ -394,8 +394,7 @@ class EvolveJob:
         self.problem = problem = build_problem(cfg, hamiltonian=hamiltonian, model=model)
         self.n_steps = cfg["n_steps"]
         n = problem.n_sites
-        template = problem.init_params()
-        lp_type = jax.eval_shape(problem.ansatz.log_psi, template, jnp.ones((1, n)))
+        lp_type = jax.eval_shape(problem.ansatz.log_psi, problem.ansatz.shapes(), jnp.ones((1, n)))
         if not dyn["imaginary"] and not jnp.iscomplexobj(lp_type):
             raise ConfigError('real-time evolution needs a complex log psi: set [ansatz] param_dtype = "complex128" '
                               "(or [dynamics] imaginary = true)")

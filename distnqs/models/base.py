@@ -87,6 +87,20 @@ class Ansatz:
             raise ConfigError(f"ansatz {type(self.module).__name__} must map (batch, N) to (batch,), got {out.shape}")
         return to_real(variables["params"])
 
+    def shapes(self):
+        """Shapes and dtypes of :meth:`init`'s parameters (``jax.ShapeDtypeStruct`` leaves), with
+        the same checks, from an abstract trace: nothing is computed or compiled (an eager
+        :meth:`init` compiles every operation of the network once). A module that needs concrete
+        values while it initializes falls back to :meth:`init` itself."""
+        key = jax.random.PRNGKey(0)
+        try:
+            return jax.eval_shape(self.init, key)
+        except ConfigError as exc:
+            if not isinstance(exc.__cause__, jax.errors.JAXTypeError):  # else: a tracer where a value was needed
+                # the message alone: jax appends a traceback-filtering note to errors from inside eval_shape
+                raise ConfigError(str(exc).splitlines()[0]) from exc.__cause__
+        return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), self.init(key))
+
     def log_psi(self, rparams, s):
         r""":math:`\log\psi_\theta(s)` for spins ``s`` of shape ``(batch, N)``."""
         return self.module.apply({"params": from_real(rparams)}, s)

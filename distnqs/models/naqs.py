@@ -115,10 +115,16 @@ def _horizontal_conv(z, kernel, R):
 
 
 def _scaled_normal(fan_in: int, scale: float):
-    """Normal initializer with standard deviation ``scale / sqrt(fan_in)``."""
+    """Normal initializer with standard deviation ``scale / sqrt(fan_in)``.
+
+    Drawn as a flat vector and reshaped: bit-identical to ``normal(key, shape)`` (threefry
+    counters run over the flattened index), but XLA's CPU compiler takes seconds for the
+    N-dimensional draw (a (2, 3, 5, 16, 16) kernel: 3.6 s against 0.3 s flat), once per shape
+    and process, at every start of a run.
+    """
 
     def init(key, shape, dtype=jnp.float64):
-        return scale / np.sqrt(fan_in) * jax.random.normal(key, shape, dtype)
+        return scale / np.sqrt(fan_in) * jax.random.normal(key, (int(np.prod(shape)),), dtype).reshape(shape)
 
     return init
 

@@ -44,14 +44,32 @@ def chunked_map(fn, xs, chunk_size):
     return jax.tree_util.tree_map(lambda o: o.reshape(n_chunks * chunk_size, *o.shape[2:])[:n], out)
 
 
+# Connected configurations per forward pass of the generic path on CPU when no chunk size is given.
+# XLA's CPU runtime streams every intermediate of a (samples x connections) batch of forward passes
+# through memory; batches that stay in cache are several times faster (NAQS, 4x4 Heisenberg, 25
+# connections, 1024 samples, one core: 0.89 s unchunked, 0.46 s at 8 samples a chunk, 0.37 s at 2;
+# benchmarks/bench_chunking.py). Accelerators want large batches: no automatic chunks there.
+AUTO_CHUNK_CONFIGS = 64
+
+
+def auto_chunk_size(n_conn: int, chunk_size=None):
+    """``chunk_size`` if given, else on CPU the samples per chunk that give about
+    :data:`AUTO_CHUNK_CONFIGS` connected configurations (at least one sample), else ``None``."""
+    if chunk_size is not None or jax.default_backend() != "cpu":
+        return chunk_size
+    return max(1, AUTO_CHUNK_CONFIGS // max(1, int(n_conn)))
+
+
 def local_values(log_psi, params, operator, samples, log_psi_samples=None, chunk_size=None):
     r""":math:`O_\mathrm{loc}(s)` for each row ``s`` of ``samples`` (shape ``(n, N)``).
 
     ``log_psi(params, x)`` maps ``(b, N)`` to ``(b,)``; ``log_psi_samples``
-    (optional) are the already known :math:`\log\psi(s)`.
+    (optional) are the already known :math:`\log\psi(s)`. Without ``chunk_size``,
+    :func:`auto_chunk_size` picks one on CPU.
     """
     if log_psi_samples is None:
         log_psi_samples = log_psi(params, samples)
+    chunk_size = auto_chunk_size(operator.max_conn_size, chunk_size)
 
     def chunk(args):
         s, lp = args
