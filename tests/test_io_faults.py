@@ -249,3 +249,36 @@ def test_two_ranks_disk_full_every_rank_exits_74_with_one_line(tmp_path, config)
     resumed = run_cli(["run", str(config), "--outdir", str(out)], np_=2, timeout=300, check=True)
     assert "resuming from checkpoint-000000004.h5" in resumed.stdout
     assert checkpoint.read(checkpoint.list_checkpoints(out)[-1][1])["step"] == 12
+
+
+def test_a_reader_holding_the_log_makes_the_writer_wait_not_fail(tmp_path):
+    """Another process holds log.h5 open with HDF5's default file lock (a user's ``h5py.File(path)``)
+    just as the run opens it for writing: a plain open fails with EAGAIN (the run used to end there
+    with an I/O error), the run's open waits for the lock; ``read_log`` itself takes no lock."""
+    import sys
+    import time
+
+    from distnqs.io.log import _open_for_append
+
+    path = tmp_path / "log.h5"
+    log = StepLog(path)
+    log.append({"step": 0, "energy_mean": -1.0})
+    log.close()
+    reader = subprocess.Popen(
+        [sys.executable, "-c", "import h5py, sys, time; f = h5py.File(sys.argv[1], 'r'); print('open', flush=True); time.sleep(2)", str(path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "open"
+        assert read_log(path)["step"].tolist() == [0.0]  # no lock taken, no conflict
+        with pytest.raises(OSError) as plain:
+            import h5py
+
+            h5py.File(path, "a", libver="latest")
+        assert io_errno(plain.value) == errno.EAGAIN
+        t0 = time.monotonic()
+        f = _open_for_append(path)
+        assert time.monotonic() - t0 > 1.0  # it waited for the reader (2 s) to let go
+        f.close()
+    finally:
+        reader.kill()
+        reader.wait()

@@ -19,6 +19,7 @@ the TDVP residual); the file layout is the same.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import time
@@ -28,7 +29,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from distnqs.io.files import inject_io_fault, writing
+from distnqs.io.files import inject_io_fault, io_errno, writing
+
+LOCK_WAIT_S = 10.0  # how long the writer waits for a reader's HDF5 file lock on log.h5 to go
 
 COLUMNS = (
     "step",
@@ -112,7 +115,7 @@ class StepLog:
             out.flush()
             os.fsync(out.fileno())
         os.replace(self._tmp, self.path)
-        self.file = h5py.File(self.path, "a", libver="latest")
+        self.file = _open_for_append(self.path)
         self._fd = self.file.id.get_vfd_handle()
         self._datasets = {name: self.file[name] for name in self.columns}  # held open: no HDF5 object is freed after a failure
         try:
@@ -203,11 +206,26 @@ def estimate_bytes(n_steps: int, n_columns: int = len(COLUMNS)) -> int:
     return n_columns * (chunks * 1024 * 8 + 1024) + 4096
 
 
+def _open_for_append(path: Path) -> h5py.File:
+    """``h5py.File(path, "a")``, retried for up to :data:`LOCK_WAIT_S` while another process holds
+    HDF5's lock on the file (a user's ``h5py.File(path)``, an older ``distnqs info``): that is
+    ``EAGAIN``, not a failure of the disk, and must not end the run."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            return h5py.File(path, "a", libver="latest")
+        except OSError as exc:
+            if io_errno(exc) != errno.EAGAIN or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def read_log(path) -> dict[str, np.ndarray]:
-    """All columns of a log (works while the run is writing it)."""
+    """All columns of a log (works while the run is writing it). Opened without HDF5's file
+    lock, so that reading (``distnqs info``, ``plot``) never makes the run's writer fail."""
     try:
-        f = h5py.File(path, "r", libver="latest", swmr=True)
+        f = h5py.File(path, "r", libver="latest", swmr=True, locking=False)
     except OSError:
-        f = h5py.File(path, "r")
+        f = h5py.File(path, "r", locking=False)
     with f:
         return {name: f[name][()] for name in f if isinstance(f[name], h5py.Dataset)}
