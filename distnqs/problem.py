@@ -8,6 +8,7 @@ module instead of the config's ``[hamiltonian]`` / ``[ansatz]``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,9 +37,9 @@ class Problem:
     def n_sites(self) -> int:
         return self.lattice.n_sites
 
-    @property
+    @functools.cached_property
     def n_parameters(self) -> int:
-        """Number of real parameters (from the shapes alone)."""
+        """Number of real parameters (from the shapes alone, traced once)."""
         return n_parameters(self.ansatz.shapes())
 
     def init_params(self):

@@ -47,7 +47,7 @@ def chunked_map(fn, xs, chunk_size):
 # Connected configurations per forward pass of the generic path on CPU when no chunk size is given.
 # XLA's CPU runtime streams every intermediate of a (samples x connections) batch of forward passes
 # through memory; batches that stay in cache are several times faster (NAQS, 4x4 Heisenberg, 25
-# connections, 1024 samples, one core: 0.89 s unchunked, 0.46 s at 8 samples a chunk, 0.37 s at 2;
+# connections, 1024 samples, one core: 0.86 s unchunked, 0.42 s at 8 samples a chunk, 0.38 s at 2;
 # benchmarks/bench_chunking.py). Accelerators want large batches: no automatic chunks there.
 AUTO_CHUNK_CONFIGS = 64
 
