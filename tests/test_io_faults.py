@@ -11,6 +11,7 @@ import os
 import subprocess
 import uuid
 
+import h5py
 import numpy as np
 import pytest
 
@@ -271,8 +272,6 @@ def test_a_reader_holding_the_log_makes_the_writer_wait_not_fail(tmp_path):
         assert reader.stdout.readline().strip() == "open"
         assert read_log(path)["step"].tolist() == [0.0]  # no lock taken, no conflict
         with pytest.raises(OSError) as plain:
-            import h5py
-
             h5py.File(path, "a", libver="latest")
         assert io_errno(plain.value) == errno.EAGAIN
         t0 = time.monotonic()

@@ -1,5 +1,6 @@
 """Ansätze: known values, symmetries, the real view of complex parameters, NetKet models."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import netket as nk
@@ -68,12 +69,12 @@ def test_build_model_errors():
         wrong.init(jax.random.PRNGKey(0))
 
 
-class _NeedsValues(__import__("flax").linen.Module):
+class _NeedsValues(nn.Module):
     """A network that reads a concrete parameter value while it initializes (no abstract trace)."""
 
-    @__import__("flax").linen.compact
+    @nn.compact
     def __call__(self, s):
-        w = self.param("w", __import__("flax").linen.initializers.normal(0.1), (s.shape[-1],))
+        w = self.param("w", nn.initializers.normal(0.1), (s.shape[-1],))
         scale = 2.0 if float(jnp.sum(w)) > 100 else 1.0  # concrete value: fails under eval_shape
         return scale * s @ w
 
@@ -102,7 +103,7 @@ def test_shapes_keep_the_size_check():
     assert "\n" not in str(err.value)
 
 
-class _WrongSize(__import__("flax").linen.Module):
-    @__import__("flax").linen.compact
+class _WrongSize(nn.Module):
+    @nn.compact
     def __call__(self, s):
-        return __import__("flax").linen.Dense(1)(s.reshape(s.shape[0], 6))[:, 0]  # a shape error for N != 6
+        return nn.Dense(1)(s.reshape(s.shape[0], 6))[:, 0]  # a shape error for N != 6
