@@ -127,12 +127,16 @@ def test_fast_local_energies_equal_the_generic_ones(name, build, dtype):
     assert flip_terms(H) is not None
     n = H.hilbert.size
     states = jnp.asarray(H.hilbert.all_states(), dtype=jnp.float64)
+    ansatz = _rbm(n, dtype, 0.3)[0]  # one compiled program per path, for both parameter draws
+    generic_fn = jax.jit(lambda p, x: local_energy(ansatz.log_psi, p, H, x))
+    fast_fn = jax.jit(lambda p, x: local_energy(ansatz.log_psi, p, H, x, fast_update=ansatz.fast_update))
+    chunked_fn = jax.jit(lambda p, x: local_energy(ansatz.log_psi, p, H, x, chunk_size=37, fast_update=ansatz.fast_update))
     for std in (0.3, 2.5):  # 2.5: many ill-conditioned factors, computed from the angles instead
-        ansatz, params = _rbm(n, dtype, std)
-        generic = np.asarray(local_energy(ansatz.log_psi, params, H, states))
-        fast = np.asarray(local_energy(ansatz.log_psi, params, H, states, fast_update=ansatz.fast_update))
+        params = _rbm(n, dtype, std)[1]
+        generic = np.asarray(generic_fn(params, states))
+        fast = np.asarray(fast_fn(params, states))
         np.testing.assert_allclose(fast, generic, rtol=1e-12, atol=1e-12)
-        chunked = np.asarray(local_energy(ansatz.log_psi, params, H, states, chunk_size=37, fast_update=ansatz.fast_update))
+        chunked = np.asarray(chunked_fn(params, states))
         np.testing.assert_allclose(chunked, generic, rtol=1e-12, atol=1e-12)
 
 
