@@ -1,6 +1,7 @@
 """RBM look-up tables: ratios, identical Markov chains, local energies equal to the generic path."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -29,25 +30,43 @@ def _spins(key, batch, n):
     return jnp.where(jax.random.bernoulli(jax.random.PRNGKey(key), 0.5, (batch, n)), 1.0, -1.0)
 
 
+def _apply_key(ansatz):
+    """What ``ansatz.log_psi`` depends on: the module without its initialization scale, and N."""
+    return ansatz.module.clone(init_std=0.0), ansatz.n_sites
+
+
+@functools.lru_cache(maxsize=None)
+def _flip_fn(apply_key):
+    """One compiled program for everything test_flip_gives_... checks (per dtype, not per std)."""
+    ansatz = Ansatz(*apply_key)
+    fast = ansatz.fast_update
+
+    @jax.jit
+    def run(params, s, sites, mask):
+        tables = fast.tables(params)
+        dlog, lookup, reliable = fast.flip(tables, s, fast.init_lookup(tables, s), sites, mask)
+        s_new = apply_flips(s, sites, mask)
+        expected = ansatz.log_psi(params, s_new) - ansatz.log_psi(params, s)
+        return dlog, lookup, reliable, expected, fast.init_lookup(tables, s_new)
+
+    return run
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("std", [0.3, 0.8, 2.0])
 def test_flip_gives_the_log_psi_difference_and_the_new_table(dtype, std):
     n = 10
     ansatz, params = _rbm(n, dtype, std)
-    fast = ansatz.fast_update
-    tables = fast.tables(params)
     s = _spins(2, 6, n)
     sites = jnp.array([[0, 3], [1, 2], [5, 9], [4, 7], [8, 6], [2, 3]])
     mask = jnp.array([[1, 1], [1, 0], [0, 0], [0, 1], [1, 1], [1, 1]], bool)
-    dlog, lookup, reliable = fast.flip(tables, s, fast.init_lookup(tables, s), sites, mask)
+    dlog, lookup, reliable, expected, lookup_new = _flip_fn(_apply_key(ansatz))(params, s, sites, mask)
     if not bool(reliable):  # ill-conditioned (large weights): flagged, the sampler redoes the sweep
         assert std > 0.5
         return
-    s_new = apply_flips(s, sites, mask)
-    expected = ansatz.log_psi(params, s_new) - ansatz.log_psi(params, s)
     np.testing.assert_allclose(np.real(dlog), np.real(expected), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(np.exp(1j * np.imag(dlog)), np.exp(1j * np.imag(expected)), atol=1e-12)  # modulo 2 pi
-    np.testing.assert_allclose(lookup, fast.init_lookup(tables, s_new), rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(lookup, lookup_new, rtol=1e-11, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -55,18 +74,34 @@ def test_flip_log_ratios_of_single_sites_and_bonds(dtype):
     n = 8
     ansatz, params = _rbm(n, dtype, 0.4)
     fast = ansatz.fast_update
-    tables = fast.tables(params)
     s = _spins(3, 5, n)
-    lp = ansatz.log_psi(params, s)
     for flips in (np.arange(n).reshape(n, 1), np.array([[i, (i + 1) % n] for i in range(n)] + [[0, 5]])):
-        got = fast.flip_log_ratios(tables, s, fast.init_lookup(tables, s), flips)
-        want = jnp.stack([ansatz.log_psi(params, s.at[:, f].multiply(-1)) - lp for f in flips], axis=1)
+        @jax.jit  # one program per flip list: the ratios and the forward passes they are compared with
+        def ratios(p, s, flips=flips):
+            tables = fast.tables(p)
+            got = fast.flip_log_ratios(tables, s, fast.init_lookup(tables, s), flips)
+            lp = ansatz.log_psi(p, s)
+            want = jnp.stack([ansatz.log_psi(p, s.at[:, f].multiply(-1)) - lp for f in flips], axis=1)
+            return got, want
+
+        got, want = ratios(params, s)
         np.testing.assert_allclose(np.exp(got - want), 1.0, rtol=0, atol=1e-12)
 
 
+_CHAIN_FNS = {}
+
+
 def _chains(sampler, ansatz, params, key=5):
-    state = sampler.init_state(ansatz.log_psi, params, jax.random.PRNGKey(0))
-    x, state = jax.jit(lambda st, k: sampler.sample(ansatz.log_psi, params, st, k))(state, jax.random.PRNGKey(key))
+    """The chains of ``sampler``: one compiled program per sampler and network (shared by the
+    tests and parameter draws that use the same ones), the parameters an argument."""
+    cache_key = (sampler, _apply_key(ansatz), key)
+    if cache_key not in _CHAIN_FNS:
+        def run(p):
+            state = sampler.init_state(ansatz.log_psi, p, jax.random.PRNGKey(0))
+            return sampler.sample(ansatz.log_psi, p, state, jax.random.PRNGKey(key))
+
+        _CHAIN_FNS[cache_key] = jax.jit(run)
+    x, state = _CHAIN_FNS[cache_key](params)
     return np.asarray(x), int(state.n_accepted)
 
 
@@ -147,11 +182,10 @@ def test_only_operators_built_here_are_recognized():
     assert flip_terms(ising) is None
     ansatz, params = _rbm(6, jnp.float64, 0.3)
     states = jnp.asarray(hi.all_states(), dtype=jnp.float64)
-    np.testing.assert_allclose(  # the generic path is taken, with the same result
-        local_energy(ansatz.log_psi, params, ising, states, fast_update=ansatz.fast_update),
-        local_energy(ansatz.log_psi, params, tfim(lattice, G=0.8), states, fast_update=ansatz.fast_update),
-        rtol=1e-12,
-    )
+    ours = tfim(lattice, G=0.8)
+    both = jax.jit(lambda p, x: (local_energy(ansatz.log_psi, p, ising, x, fast_update=ansatz.fast_update),
+                                 local_energy(ansatz.log_psi, p, ours, x, fast_update=ansatz.fast_update)))
+    np.testing.assert_allclose(*both(params, states), rtol=1e-12)  # the generic path is taken, with the same result
     flips = np.arange(6).reshape(6, 1)
     wrong = SpinFlipTerms(np.array(lattice.nearest_neighbour_pairs()), np.full(6, -1.0), flips, np.full(6, -0.7), False)
     with pytest.raises(AssertionError, match="disagrees"):
@@ -202,11 +236,8 @@ def test_rbm_without_biases(visible, hidden):
     params = ansatz.init(jax.random.PRNGKey(2))
     H = tfim(build_lattice({"kind": "chain", "Lx": n, "pbc": True}), G=1.0)
     states = jnp.asarray(H.hilbert.all_states(), dtype=jnp.float64)
-    np.testing.assert_allclose(
-        local_energy(ansatz.log_psi, params, H, states, fast_update=ansatz.fast_update),
-        local_energy(ansatz.log_psi, params, H, states),
-        rtol=1e-12,
-        atol=1e-12,
-    )
+    both = jax.jit(lambda p, x: (local_energy(ansatz.log_psi, p, H, x, fast_update=ansatz.fast_update),
+                                 local_energy(ansatz.log_psi, p, H, x)))
+    np.testing.assert_allclose(*both(params, states), rtol=1e-12, atol=1e-12)
     generic, fast = _samplers("local", n, ansatz.fast_update)
     np.testing.assert_array_equal(_chains(fast, ansatz, params)[0], _chains(generic, ansatz, params)[0])
