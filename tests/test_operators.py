@@ -46,8 +46,8 @@ def test_site_order_is_row_major_x_fastest():
     assert pairs == {(0, 1), (1, 2), (3, 4), (4, 5), (0, 3), (1, 4), (2, 5)}
 
 
-def _dense_local_energy(H, ansatz, params, states):
-    psi = np.asarray(jnp.exp(ansatz.log_psi(params, states)))
+def _dense_local_energy(H, psi):
+    psi = np.asarray(psi)
     # sparse: NetKet's to_dense() of a jax operator took 5-45 s here for 2^10 states, to_sparse() 0.5-4 s
     return (H.to_sparse() @ psi) / psi
 
@@ -69,12 +69,17 @@ def test_local_energy_equals_dense_H_psi_over_psi(name, build, dtype):
     ansatz = Ansatz(RBM(alpha=1, param_dtype=dtype, init_std=0.3), n)
     params = ansatz.init(jax.random.PRNGKey(7))
     states = jnp.asarray(H.hilbert.all_states(), dtype=jnp.float64)
-    expected = _dense_local_energy(H, ansatz, params, states)
-    got = np.asarray(local_energy(ansatz.log_psi, params, H, states))
+
+    @jax.jit  # one compiled program for psi and the three local-energy paths, not op by op
+    def compute(p, x):
+        return (jnp.exp(ansatz.log_psi(p, x)), local_energy(ansatz.log_psi, p, H, x),
+                local_energy(ansatz.log_psi, p, H, x, chunk_size=37),
+                local_energy(ansatz.log_psi, p, H, x, chunk_size=x.shape[0]))  # the last: one batch
+
+    psi, got, chunked, whole = (np.asarray(a) for a in compute(params, states))
+    expected = _dense_local_energy(H, psi)
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
-    chunked = np.asarray(local_energy(ansatz.log_psi, params, H, states, chunk_size=37))
     np.testing.assert_allclose(chunked, got, rtol=1e-12, atol=1e-12)
-    whole = np.asarray(local_energy(ansatz.log_psi, params, H, states, chunk_size=states.shape[0]))  # one batch
     np.testing.assert_allclose(whole, got, rtol=1e-12, atol=1e-12)
 
 
@@ -109,12 +114,8 @@ def test_any_netket_jax_operator_is_accepted():
     ansatz = Ansatz(CNN(shape=(1, 6), pbc=True, features=(3,)), 6)
     params = ansatz.init(jax.random.PRNGKey(3))
     states = jnp.asarray(hi.all_states(), dtype=jnp.float64)
-    np.testing.assert_allclose(
-        np.asarray(local_energy(ansatz.log_psi, params, pauli, states)),
-        np.asarray(local_energy(ansatz.log_psi, params, ours, states)),
-        rtol=1e-10,
-        atol=1e-10,
-    )
+    both = jax.jit(lambda p, x: (local_energy(ansatz.log_psi, p, pauli, x), local_energy(ansatz.log_psi, p, ours, x)))
+    np.testing.assert_allclose(*(np.asarray(a) for a in both(params, states)), rtol=1e-10, atol=1e-10)
 
 
 def test_bad_hamiltonian_and_lattice_configs():
