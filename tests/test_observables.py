@@ -71,12 +71,17 @@ def _exact_observables(obs: ObservableSet, hi, v):
 
 
 def _enumerated(obs: ObservableSet, log_psi, params, states):
-    """Estimator averages with exact |psi|^2 weights over all ``states``."""
-    lp = log_psi(params, states)
-    w = jnp.exp(2 * (lp.real - jnp.max(lp.real)))
-    w = w / jnp.sum(w)
-    values = obs.local_values(log_psi, params, states, lp)
-    return {k: np.asarray(jnp.tensordot(w, v, axes=(0, 0))) for k, v in values.items()}
+    """Estimator averages with exact |psi|^2 weights over all ``states`` (one compiled program)."""
+
+    @jax.jit
+    def averages(p, x):
+        lp = log_psi(p, x)
+        w = jnp.exp(2 * (lp.real - jnp.max(lp.real)))
+        w = w / jnp.sum(w)
+        values = obs.local_values(log_psi, p, x, lp)
+        return {k: jnp.tensordot(w, v, axes=(0, 0)) for k, v in values.items()}
+
+    return {k: np.asarray(v) for k, v in averages(params, states).items()}
 
 
 def _rbm(n, seed=3):
@@ -85,7 +90,7 @@ def _rbm(n, seed=3):
 
 
 def _vector(log_psi, params, states):
-    lp = np.asarray(log_psi(params, states))
+    lp = np.asarray(jax.jit(log_psi)(params, states))
     return np.exp(lp - lp.real.max())
 
 
@@ -99,12 +104,12 @@ def test_estimators_equal_exact_expectations_of_a_random_rbm(pbc, exchange):
     hi = nk.hilbert.Spin(0.5, 9)
     states = jnp.asarray(hi.all_states(), jnp.float64)
     est = _enumerated(obs, ansatz.log_psi, params, states)
-    exact = _exact_observables(obs, hi, _vector(ansatz.log_psi, params, states))
+    v = _vector(ansatz.log_psi, params, states)
+    exact = _exact_observables(obs, hi, v)
     assert set(est) == {"sx", "correlation_zz", "structure_factor_zz"} | ({"correlation_ss", "structure_factor_ss"} if exchange else set())
     for key, value in est.items():
         np.testing.assert_allclose(value, exact[key], atol=1e-10, err_msg=key)
     # the basis formulas agree with NetKet's operators (pair (0, 4): sigma.sigma, or sigma^z sigma^z)
-    v = _vector(ansatz.log_psi, params, states)
     v = v / np.linalg.norm(v)
     sx, sy, sz = nk.operator.spin.sigmax, nk.operator.spin.sigmay, nk.operator.spin.sigmaz
     pair = sz(hi, 0) @ sz(hi, 4) + ((sx(hi, 0) @ sx(hi, 4) + sy(hi, 0) @ sy(hi, 4)) if exchange else 0.0)
