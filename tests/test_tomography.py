@@ -253,6 +253,7 @@ def test_gumbel_softmax_derivative_matches_finite_differences(povm, decoder):
     z = jax.random.normal(jax.random.key(1), (4000, model.latent_dim))
     g = jax.random.gumbel(jax.random.key(2), (4000, 5, 4))
     for h in (0.3, 0.9, 1.6):
+        h = jnp.asarray(h, model.dtype)  # as cvae.susceptibility passes it: the same compiled programs serve both
         grad = cvae.relaxed_susceptibility(model, params, h, z, g, tables, 0.5)
         step = 1e-5
         fd = (cvae.relaxed_magnetizations(model, params, h + step, z, g, tables, 0.5)
@@ -265,16 +266,23 @@ def test_gumbel_softmax_derivative_matches_finite_differences(povm, decoder):
     np.testing.assert_allclose(res["gumbel"], res["fd_relaxed"], rtol=1e-6, atol=1e-9)
 
 
-def _all_outcomes_teacher_forced_log_probs(model, params, z, h):
-    """ln p(a|z,h) for all 4^N outcomes a at one (z, h), by teacher forcing."""
+def _all_outcomes_teacher_forced_log_probs(model):
+    """``(params, z, h) -> ln p(a|z,h)`` for all 4^N outcomes a at one (z, h), by teacher forcing:
+    one compiled program for ``model`` (traced afresh on every call of this function, so a
+    monkeypatched mask is seen)."""
     import jax
     import jax.numpy as jnp
 
     outcomes = _all_outcomes(model.n_sites)
-    onehot = jax.nn.one_hot(outcomes, 4, dtype=model.dtype)
     m = outcomes.shape[0]
-    log_probs = cvae.decode(model, params, jnp.tile(z, (m, 1)), jnp.full((m,), h), onehot)
-    return np.asarray(jnp.sum(onehot * log_probs, axis=(1, 2)))
+
+    @jax.jit
+    def log_probs(params, z, h):
+        onehot = jax.nn.one_hot(outcomes, 4, dtype=model.dtype)
+        lp = cvae.decode(model, params, jnp.tile(z, (m, 1)), jnp.full((m,), h), onehot)
+        return jnp.sum(onehot * lp, axis=(1, 2))
+
+    return lambda params, z, h: np.asarray(log_probs(params, z, h))
 
 
 def test_autoregressive_decoder_is_causal_and_exactly_normalized(povm, monkeypatch):
@@ -287,15 +295,16 @@ def test_autoregressive_decoder_is_causal_and_exactly_normalized(povm, monkeypat
     # causality: the logits of site i depend on x at sites < i only, and do depend on them
     z = jax.random.normal(jax.random.key(1), (1, model.latent_dim))
     x = jax.nn.one_hot(jnp.array([[1, 3, 2]]), 4, dtype=jnp.float64)
-    jac = np.asarray(jax.jacfwd(lambda xx: cvae.decode(model, params, z, jnp.array([0.8]), xx))(x))[0, :, :, 0]  # (N,K,N,K)
+    jac = np.asarray(jax.jit(jax.jacfwd(lambda xx: cvae.decode(model, params, z, jnp.array([0.8]), xx)))(x))[0, :, :, 0]  # (N,K,N,K)
     for i in range(n):
         for j in range(n):
             block = np.abs(jac[i, :, j, :]).max()
             assert (block == 0.0) if j >= i else (block > 1e-6), (i, j, block)
     # sum_a prod_i pi_i(a_i|a_<i,z,h) = 1 exactly for every (z, h)
+    teacher_forced = _all_outcomes_teacher_forced_log_probs(model)
     for seed, h in ((2, 0.0), (3, 0.9), (4, 2.0)):
         zs = 2.0 * jax.random.normal(jax.random.key(seed), (model.latent_dim,))
-        assert abs(np.exp(_all_outcomes_teacher_forced_log_probs(model, params, zs, h)).sum() - 1) < 1e-12
+        assert abs(np.exp(teacher_forced(params, zs, h)).sum() - 1) < 1e-12
     # model table (prior MC over z, one pass per prefix) is normalized, and the sequential sampler follows it
     p_model = cvae.outcome_distribution(model, params, 0.9, jax.random.key(5), n_latent=32768)
     assert abs(p_model.sum() - 1) < 1e-12
@@ -313,7 +322,7 @@ def test_autoregressive_decoder_is_causal_and_exactly_normalized(povm, monkeypat
 
     monkeypatch.setattr(cvae, "made_masks", leaky_masks)
     leaky = cvae.make_model(n, hidden=(16, 16), dtype="float64", decoder="autoregressive")
-    total = np.exp(_all_outcomes_teacher_forced_log_probs(leaky, params, jnp.zeros(model.latent_dim), 0.9)).sum()
+    total = np.exp(_all_outcomes_teacher_forced_log_probs(leaky)(params, jnp.zeros(model.latent_dim), 0.9)).sum()
     assert abs(total - 1) > 1e-3, total
 
 
