@@ -4,6 +4,8 @@ with tolerances from error bars, the integrator's order and the TDVP residual)."
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,8 +35,12 @@ def _projected_velocity(ham, ansatz, params, states, imaginary):
         lp = ansatz.log_psi(unravel(p), states)
         return jnp.exp(lp)
 
-    psi = np.asarray(psi_of(flat))
-    jac = np.asarray(jax.jacfwd(lambda p: psi_of(p).real)(flat)) + 1j * np.asarray(jax.jacfwd(lambda p: psi_of(p).imag)(flat))
+    @jax.jit  # one compiled program, not op by op
+    def psi_and_jacobians(p):
+        return psi_of(p), jax.jacfwd(lambda q: psi_of(q).real)(p), jax.jacfwd(lambda q: psi_of(q).imag)(p)
+
+    psi, jac_re, jac_im = (np.asarray(a) for a in psi_and_jacobians(flat))
+    jac = jac_re + 1j * jac_im
     norm = np.linalg.norm(psi)
     psi_n, V = psi / norm, jac / norm
     V = V - np.outer(psi_n, psi_n.conj() @ V)  # tangent vectors orthogonal to psi
@@ -55,10 +61,13 @@ def test_tdvp_velocity_matches_exact_projected_dynamics(imaginary):
     -iH psi (or -(H-E) psi) onto the tangent space, for every regularization with vanishing strength."""
     ham, ansatz, params, states = _tiny()
     x_ref, r2_ref, e_ref = _projected_velocity(ham, ansatz, params, states, imaginary)
-    lp = ansatz.log_psi(params, states)
-    w = jnp.exp(2 * lp.real - jnp.max(2 * lp.real))
-    w = w / jnp.sum(w)
-    e_loc = local_energy(ansatz.log_psi, params, ham, states, lp)
+    @jax.jit  # one compiled program, not op by op
+    def weights_and_local_energies(p):
+        lp = ansatz.log_psi(p, states)
+        w = jnp.exp(2 * lp.real - jnp.max(2 * lp.real))
+        return w / jnp.sum(w), local_energy(ansatz.log_psi, p, ham, states, lp)
+
+    w, e_loc = weights_and_local_energies(params)
     solvers = {
         "pinv": TDVP(imaginary=imaginary, regularization="snr", snr_cutoff=0.0, rcond=1e-12, rcond_smooth=0.0),
         "dense": TDVP(imaginary=imaginary, diag_shift=1e-12, solver="dense"),
@@ -209,6 +218,7 @@ def test_integrators_converge_with_their_order():
     step = EvolveStep(ansatz=ansatz, hamiltonian=ham, sampler=None, tdvp=TDVP(diag_shift=1e-2), integrator="rk4", dt=0.1,
                       seed=0, pairs=((0, 1), (1, 2), (2, 3), (3, 0)), enumeration=states, enumeration_valid=jnp.ones(16))
 
+    @functools.cache  # one compiled step per integrator (rk4 serves the reference and its own check)
     def make(name):
         tab = TABLEAUS[name]
 
