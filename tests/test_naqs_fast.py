@@ -17,7 +17,8 @@ from distnqs.samplers import LocalRule, MetropolisSampler
 def _model(Lx, Ly, depth, kernel_size=3, **kw):
     module = NAQS(Lx=Lx, Ly=Ly, depth=depth, features=4, kernel_size=kernel_size, output_scale=1.0, phase_scale=0.7, **kw)
     ansatz = Ansatz(module, Lx * Ly)
-    return module, ansatz, ansatz.init(jax.random.PRNGKey(3))
+    # init as one compiled program: eagerly, every operation of the network compiles on its own
+    return module, ansatz, jax.jit(ansatz.init)(jax.random.PRNGKey(3))
 
 
 def _spins(n_sites, batch=5, balanced=False, seed=0):
@@ -137,8 +138,9 @@ def test_local_energies_equal_the_generic_path(model):
     _, ansatz, params = _model(8, 6, 2, **options)
     assert ansatz.fast_update.usable(flip_terms(ham).flips)
     s = _spins(48, batch=7, balanced=model == "heisenberg")
-    fast = local_energy(ansatz.log_psi, params, ham, s, chunk_size=3, fast_update=ansatz.fast_update)
-    ref = local_values(ansatz.log_psi, params, ham, s)
+    # one compiled program per path, not op by op (eagerly: one compilation per primitive)
+    fast = jax.jit(lambda p, x: local_energy(ansatz.log_psi, p, ham, x, chunk_size=3, fast_update=ansatz.fast_update))(params, s)
+    ref = jax.jit(lambda p, x: local_values(ansatz.log_psi, p, ham, x))(params, s)
     np.testing.assert_allclose(np.asarray(fast), np.asarray(ref), rtol=1e-10, atol=1e-10)
 
 
