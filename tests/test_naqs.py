@@ -3,6 +3,7 @@ cached vs uncached sampling, exactness of the samples, the direct sampler."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import jax
@@ -23,20 +24,39 @@ def all_configs(n):
     return jnp.asarray(list(itertools.product([-1.0, 1.0], repeat=n)))
 
 
+# The compiled programs below are cached per (model, method, static arguments): modules are
+# frozen dataclasses, equal and hashed by their fields, so a second call with other parameters, another
+# seed or the same model in another test (one xdist worker runs many) reuses the compilation.
+@functools.lru_cache(maxsize=None)
+def _jitted_init(model):
+    return jax.jit(lambda key: model.init(key, jnp.ones((1, model.Lx * model.Ly))))
+
+
 def init(model, seed=0):
-    return model.init(jax.random.PRNGKey(seed), jnp.ones((1, model.Lx * model.Ly)))
+    """``model.init`` as one compiled program (eagerly, every operation of the network compiles on its own)."""
+    return _jitted_init(model)(jax.random.PRNGKey(seed))
 
 
-def japply(model, params, *args, method=None):
-    """``model.apply(params, *args, method=method)`` as one jitted call (integer arguments static):
-    one compilation instead of one per primitive in eager mode (a 3x3 network: 3 s against 13 s)."""
-    dynamic = [a for a in args if not isinstance(a, int)]
-
+@functools.lru_cache(maxsize=None)
+def _jitted_apply(model, method, pattern, optimized):
     def call(p, *dyn):
         it = iter(dyn)
-        return model.apply(p, *[a if isinstance(a, int) else next(it) for a in args], method=method)
+        return model.apply(p, *[next(it) if a is None else a for a in pattern], method=method)
 
-    return jax.jit(call)(params, *dynamic)
+    return jax.jit(call, compiler_options=RUN_TIME_BOUND if optimized else None)
+
+
+# XLA options of a run-time bound program (40000 samples): conftest's fast-compile flags turn the
+# backend's optimizations off, which cost more than they save in the compile-bound tests but not there.
+RUN_TIME_BOUND = {"xla_backend_optimization_level": 2}
+
+
+def japply(model, params, *args, method=None, optimized=False):
+    """``model.apply(params, *args, method=method)`` as one jitted call (integer arguments static):
+    one compilation instead of one per primitive in eager mode (a 3x3 network: 3 s against 13 s).
+    ``optimized``: compiled with RUN_TIME_BOUND (the same numbers, faster code, slower compilation)."""
+    pattern = tuple(a if isinstance(a, int) else None for a in args)
+    return _jitted_apply(model, method, pattern, optimized)(params, *[a for a in args if not isinstance(a, int)])
 
 
 # output_scale / phase_scale = 1: far from the uniform state, with phases, so the checks bite.
@@ -70,12 +90,13 @@ def test_without_phase_psi_is_positive_and_normalized():
     assert np.all(np.asarray(lp.imag) == 0.0)
     assert abs(float(jnp.sum(jnp.exp(2 * lp.real))) - 1.0) < 1e-10
     signed = random_model(4, 2, phase=False, marshall_sign=True)
-    lp = japply(signed, init(signed), all_configs(8))
+    ps = init(signed)
+    lp = japply(signed, ps, all_configs(8))
     np.testing.assert_allclose(np.cos(np.asarray(lp.imag)) ** 2, 1.0, atol=1e-12)
-    s = japply(signed, init(signed), jax.random.PRNGKey(1), 64, method=NAQS.sample_uncached)
+    s = japply(signed, ps, jax.random.PRNGKey(1), 64, method=NAQS.sample_uncached)
     np.testing.assert_allclose(
-        np.asarray(japply(signed, init(signed), s, method=NAQS.conditionals_cached)),
-        np.asarray(japply(signed, init(signed), s, method=NAQS.conditionals)), atol=1e-12)
+        np.asarray(japply(signed, ps, s, method=NAQS.conditionals_cached)),
+        np.asarray(japply(signed, ps, s, method=NAQS.conditionals)), atol=1e-12)
 
 
 @pytest.mark.parametrize("Lx, Ly", [(4, 1), (2, 2), (6, 1), (4, 2)])
@@ -177,14 +198,15 @@ def test_samples_follow_psi_squared(cached):
     m = random_model(3, 3, cached=cached)
     p = init(m, seed=6)
     probs = np.asarray(jnp.exp(2 * japply(m, p, all_configs(9)).real))
-    samples = np.asarray(jax.jit(lambda p, k: m.apply(p, k, 40000, method=NAQS.sample))(p, jax.random.PRNGKey(7)))
+    # compiled once, for `other` too, with the backend's optimizations (uncached: 7 -> 2.6 s a call, the same samples)
+    samples = np.asarray(japply(m, p, jax.random.PRNGKey(7), 40000, method=NAQS.sample, optimized=True))
     assert _chi2_pvalue(samples, probs) > 1e-3
     # a sampler that gets one site's conditional wrong (here: site 4 drawn independently, 50/50) fails
     broken = samples.copy()
     broken[:, 4] = np.where(np.random.default_rng(0).random(len(broken)) < 0.5, 1.0, -1.0)
     assert _chi2_pvalue(broken, probs) < 1e-6
     # so does a sampler of other parameters
-    other = np.asarray(japply(m, init(m, seed=8), jax.random.PRNGKey(7), 40000, method=NAQS.sample))
+    other = np.asarray(japply(m, init(m, seed=8), jax.random.PRNGKey(7), 40000, method=NAQS.sample, optimized=True))
     assert _chi2_pvalue(other, probs) < 1e-6
 
 
@@ -192,7 +214,7 @@ def test_direct_sampler_interface():
     lattice = Lattice(3, 2, False)
     ansatz = build_model({"model": "naqs", "depth": 2, "features": 4, "output_scale": 1.0}, lattice)
     assert ansatz.is_autoregressive and ansatz.module.Lx == 3 and ansatz.module.Ly == 2
-    params = ansatz.init(jax.random.PRNGKey(0))
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(0))  # one compiled program, not op by op
     sampler = DirectSampler(ansatz=ansatz, n_sites=6, n_samples=32)
     assert sampler.n_chains == 32 and sampler.n_samples_per_chain == 1 and not sampler.is_markov_chain
     state = sampler.init_state(ansatz.log_psi, params, jax.random.PRNGKey(1))
@@ -206,7 +228,8 @@ def test_direct_sampler_interface():
     other, _ = run(params, state, jax.random.PRNGKey(3))
     assert not np.array_equal(np.asarray(other), np.asarray(samples))
     uncached = DirectSampler(ansatz=ansatz, n_sites=6, n_samples=32, cached=False)
-    np.testing.assert_array_equal(np.asarray(uncached.sample(ansatz.log_psi, params, state, jax.random.PRNGKey(2))[0]), np.asarray(samples))
+    run_uncached = jax.jit(lambda p, st, k: uncached.sample(ansatz.log_psi, p, st, k))
+    np.testing.assert_array_equal(np.asarray(run_uncached(params, state, jax.random.PRNGKey(2))[0]), np.asarray(samples))
 
 
 def test_build_sampler_direct_and_errors():
@@ -224,10 +247,10 @@ def test_build_sampler_direct_and_errors():
     with pytest.raises(ConfigError):
         DirectSampler(ansatz=rbm, n_sites=16, n_samples=8)
     # the Metropolis sampler accepts NAQS as any other log psi
-    params = ansatz.init(jax.random.PRNGKey(0))
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(0))  # compiled programs, not op by op
     metro = MetropolisSampler(rule=LocalRule(), n_sites=16, n_chains=4, n_samples_per_chain=2, n_discard=1)
-    st = metro.init_state(ansatz.log_psi, params, jax.random.PRNGKey(0))
-    assert metro.sample(ansatz.log_psi, params, st, jax.random.PRNGKey(1))[0].shape == (4, 2, 16)
+    st = jax.jit(lambda p, k: metro.init_state(ansatz.log_psi, p, k))(params, jax.random.PRNGKey(0))
+    assert jax.jit(lambda p, st, k: metro.sample(ansatz.log_psi, p, st, k))(params, st, jax.random.PRNGKey(1))[0].shape == (4, 2, 16)
 
 
 @pytest.mark.parametrize(
