@@ -75,7 +75,7 @@ def test_amplitude_transforms_with_the_character_of_every_group_element(Lx, Ly, 
         table["sector"] = sector
     ansatz = build_model(table, lattice)
     assert isinstance(ansatz.module, Symmetrized)
-    params = ansatz.init(jax.random.PRNGKey(4))
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(4))  # one compiled program, not op by op
     n = lattice.n_sites
     s = jnp.where(jax.random.bernoulli(jax.random.PRNGKey(5), 0.5, (32, n)), 1.0, -1.0)
     perms, chars = symmetry_group(lattice, symmetries, sector)
@@ -107,21 +107,30 @@ def test_spin_flip_parity_of_the_amplitude(symmetries, sector, spin_flip):
         table["sector"] = sector
     ansatz = build_model(table, lattice)
     assert isinstance(ansatz.module, Symmetrized)
-    params = ansatz.init(jax.random.PRNGKey(4))
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(4))  # one compiled program, not op by op
     s = jnp.where(jax.random.bernoulli(jax.random.PRNGKey(5), 0.5, (32, 18)), 1.0, -1.0)
     base = Ansatz(ansatz.module.base, 18)
     perms = np.asarray(ansatz.module.permutations)
-    terms = [np.real(base.log_psi(params["base"], sign * s[:, q])) for q in perms for sign in (1.0, -1.0)]
+    h = lattice.Ly  # shifts are listed (ax, ay) in lexicographic order: index Ly is (1, 0)
+    t_x = symmetry_group(lattice, symmetries, sector)[0][h] if sector is not None else None
+
+    @jax.jit  # every log psi below in one compiled program, not op by op
+    def log_amplitudes(params):
+        terms = [jnp.real(base.log_psi(params["base"], sign * s[:, q])) for q in perms for sign in (1.0, -1.0)]
+        shifted = ansatz.log_psi(params, s[:, t_x]) if t_x is not None else None
+        return terms, ansatz.log_psi(params, s), ansatz.log_psi(params, -s), shifted
+
+    terms, log_psi, log_psi_flipped, log_psi_shifted = log_amplitudes(params)
+    terms = [np.asarray(t) for t in terms]
     scale = np.max(terms, axis=0)  # the largest term max_g |psi(+-g s)|, as above
-    psi = np.exp(np.asarray(ansatz.log_psi(params, s)) - scale)
-    flipped = np.exp(np.asarray(ansatz.log_psi(params, -s)) - scale)
+    psi = np.exp(np.asarray(log_psi) - scale)
+    flipped = np.exp(np.asarray(log_psi_flipped) - scale)
     assert np.mean(np.abs(psi) > 1e-4) > 0.5
     p = {"even": 1.0, "odd": -1.0}[spin_flip]
     np.testing.assert_allclose(flipped, p * psi, rtol=0, atol=1e-12)
     if sector is not None:  # T_x (moves every spin by +1 in x): character e^{i pi} = -1
         perms, chars = symmetry_group(lattice, symmetries, sector)
-        h = lattice.Ly  # shifts are listed (ax, ay) in lexicographic order: index Ly is (1, 0)
-        shifted = np.exp(np.asarray(ansatz.log_psi(params, s[:, perms[h]])) - scale)
+        shifted = np.exp(np.asarray(log_psi_shifted) - scale)  # log psi(params, s[:, perms[h]]), above
         assert chars[h] == -1.0
         np.testing.assert_allclose(shifted, -psi, rtol=0, atol=1e-12)
 
@@ -129,14 +138,14 @@ def test_spin_flip_parity_of_the_amplitude(symmetries, sector, spin_flip):
 def test_real_network_in_the_trivial_sector_stays_real_and_cnn_with_pbc_is_unchanged_by_translations():
     lattice = Lattice(4, 4, True)
     real = build_model({"model": "rbm", "alpha": 1, "symmetries": "lattice"}, lattice)
-    params = real.init(jax.random.PRNGKey(0))
+    params = jax.jit(real.init)(jax.random.PRNGKey(0))  # compiled programs throughout, not op by op
     s = jnp.where(jax.random.bernoulli(jax.random.PRNGKey(1), 0.5, (8, 16)), 1.0, -1.0)
-    assert not jnp.iscomplexobj(real.log_psi(params, s))
+    assert not jnp.iscomplexobj(jax.jit(real.log_psi)(params, s))
     # a periodic CNN is already translation invariant: projecting it changes nothing
     plain = build_model({"model": "cnn", "features": [3, 2]}, lattice)
     sym = build_model({"model": "cnn", "features": [3, 2], "symmetries": "translations"}, lattice)
-    p = plain.init(jax.random.PRNGKey(2))
-    np.testing.assert_allclose(sym.log_psi({"base": p}, s), plain.log_psi(p, s), rtol=1e-12)
+    p = jax.jit(plain.init)(jax.random.PRNGKey(2))
+    np.testing.assert_allclose(jax.jit(sym.log_psi)({"base": p}, s), jax.jit(plain.log_psi)(p, s), rtol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -167,10 +176,16 @@ def test_bad_symmetry_options_are_one_line_errors(lattice, ansatz, fragment):
 def test_netket_model_can_be_symmetrized():
     lattice = Lattice(4, 4, True)
     ansatz = build_model({"model": "netket.RBM", "alpha": 1, "symmetries": "translations", "sector": [2, 0]}, lattice)
-    params = ansatz.init(jax.random.PRNGKey(0))
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(0))  # compiled programs, not op by op
     s = jnp.where(jax.random.bernoulli(jax.random.PRNGKey(1), 0.5, (4, 16)), 1.0, -1.0)
     shifted = jnp.roll(s.reshape(4, 4, 4), 1, axis=2).reshape(4, 16)  # (T s)_r = s_{r - x}: chi = e^{-i pi} = -1
-    np.testing.assert_allclose(np.exp(ansatz.log_psi(params, shifted)), -np.exp(ansatz.log_psi(params, s)), atol=1e-12)
+    log_psi = jax.jit(ansatz.log_psi)  # one compilation for both batches
+    np.testing.assert_allclose(np.exp(log_psi(params, shifted)), -np.exp(log_psi(params, s)), atol=1e-12)
+
+
+# XLA options of a run-time bound program (a training loop): conftest's fast-compile flags turn the
+# backend's optimizations off, which cost more than they save in the compile-bound tests but not here.
+RUN_TIME_BOUND = {"xla_backend_optimization_level": 2}
 
 
 def _trained_energy(symmetries: str, n_steps: int) -> float:
@@ -186,13 +201,15 @@ def _trained_energy(symmetries: str, n_steps: int) -> float:
     })
     problem = build_problem(cfg)
     params, opt_state, sampler_state = problem.init_state()
-    step = problem.step.jit()
+    # problem.step.jit() compiled with the backend's optimizations on (conftest turns them off for the
+    # compile-bound tests): 2 x 30 steps of 512 samples are run-time bound, 2.0 -> 1.3 s a step, same energies
+    step = jax.jit(problem.step.__call__, compiler_options=RUN_TIME_BOUND)
     for t in range(n_steps):
         params, opt_state, sampler_state, _ = step(params, opt_state, sampler_state, jnp.asarray(t, jnp.int32))
     # <psi|H|psi>/<psi|psi> with H's sparse matrix on the Sz = 0 states (one forward pass per state;
     # exact_expectation's local energies would cost 33 forward passes per state)
     hamiltonian = problem.hamiltonian
-    psi = np.exp(np.asarray(problem.ansatz.log_psi(params, jnp.asarray(hamiltonian.hilbert.all_states(), jnp.float64))))
+    psi = np.exp(np.asarray(jax.jit(problem.ansatz.log_psi)(params, jnp.asarray(hamiltonian.hilbert.all_states(), jnp.float64))))
     psi /= np.linalg.norm(psi)
     return float(np.real(np.vdot(psi, hamiltonian.to_sparse() @ psi))) / 16
 
