@@ -4,7 +4,6 @@ cached vs uncached sampling, exactness of the samples, the direct sampler."""
 from __future__ import annotations
 
 import functools
-import itertools
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from conftest import RUN_TIME_BOUND, all_spin_configs
 from distnqs.errors import ConfigError
 from distnqs.models import Ansatz, build_model
 from distnqs.models.naqs import NAQS
@@ -21,7 +21,7 @@ from distnqs.samplers.direct import DirectSampler
 
 
 def all_configs(n):
-    return jnp.asarray(list(itertools.product([-1.0, 1.0], repeat=n)))
+    return jnp.asarray(all_spin_configs(n))
 
 
 # The compiled programs below are cached per (model, method, static arguments): modules are
@@ -44,11 +44,6 @@ def _jitted_apply(model, method, pattern, optimized):
         return model.apply(p, *[next(it) if a is None else a for a in pattern], method=method)
 
     return jax.jit(call, compiler_options=RUN_TIME_BOUND if optimized else None)
-
-
-# XLA options of a run-time bound program (40000 samples): conftest's fast-compile flags turn the
-# backend's optimizations off, which cost more than they save in the compile-bound tests but not there.
-RUN_TIME_BOUND = {"xla_backend_optimization_level": 2}
 
 
 def japply(model, params, *args, method=None, optimized=False):

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO, exact_reference, requires_mpi, run_cli
+from conftest import REPO, all_spin_configs, exact_reference, requires_mpi, run_cli
 from distnqs import config as config_mod
 from distnqs.models.naqs import NAQS
 from distnqs.operators.exact import ground_state_energy
@@ -126,8 +126,7 @@ def test_direct_sampling_is_ergodic_where_metropolis_is_not():
 
     N = L * L
     module, rparams = problem.ansatz.module, params
-    bits = (np.arange(2**N)[:, None] >> np.arange(N - 1, -1, -1)) & 1  # itertools.product's order, built in numpy
-    configs = jnp.asarray(2.0 * bits - 1.0)  # (a nested list through jnp.asarray took ~40 s of this test)
+    configs = jnp.asarray(all_spin_configs(N))
     probs = np.asarray(jnp.exp(2 * jnp.real(jax.jit(problem.ansatz.log_psi)(rparams, configs))))
     m_all = np.asarray(configs).mean(axis=1)
     p_plus, p_minus = probs[m_all > 0].sum(), probs[m_all < 0].sum()

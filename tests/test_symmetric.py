@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import exact_reference
+from conftest import RUN_TIME_BOUND, exact_reference
 from distnqs import config
 from distnqs.errors import ConfigError
 from distnqs.models import Ansatz, Symmetrized, build_model
@@ -181,11 +181,6 @@ def test_netket_model_can_be_symmetrized():
     shifted = jnp.roll(s.reshape(4, 4, 4), 1, axis=2).reshape(4, 16)  # (T s)_r = s_{r - x}: chi = e^{-i pi} = -1
     log_psi = jax.jit(ansatz.log_psi)  # one compilation for both batches
     np.testing.assert_allclose(np.exp(log_psi(params, shifted)), -np.exp(log_psi(params, s)), atol=1e-12)
-
-
-# XLA options of a run-time bound program (a training loop): conftest's fast-compile flags turn the
-# backend's optimizations off, which cost more than they save in the compile-bound tests but not here.
-RUN_TIME_BOUND = {"xla_backend_optimization_level": 2}
 
 
 def _trained_energy(symmetries: str, n_steps: int) -> float:
