@@ -224,9 +224,23 @@ def scatter_object(objs, root: int = 0):
 
 
 def barrier() -> None:
+    """Wait until every rank has arrived, sleeping while waiting.
+
+    MPICH's blocking calls poll in a busy loop: a rank waiting in ``Barrier`` or
+    ``bcast`` for rank 0 (writing a checkpoint, diagonalizing the reference)
+    takes a whole core, which on a node with more ranks than cores is
+    taken from the rank doing the work. Here the wait is a nonblocking barrier
+    tested with sleeps growing from 50 us to 10 ms (so a short wait costs little
+    latency and a long one almost no CPU).
+    """
     comm = world()
-    if comm.size > 1:
-        comm.mpi_comm.Barrier()
+    if comm.size == 1:
+        return
+    request = comm.mpi_comm.Ibarrier()
+    pause = 5e-5
+    while not request.Test():
+        time.sleep(pause)
+        pause = min(2 * pause, 0.01)
 
 
 def any_true(flag: bool) -> bool:
@@ -302,6 +316,7 @@ def on_root(fn, *args, **kwargs):
             outcome = ("ok", fn(*args, **kwargs))
         except BaseException as exc:  # noqa: BLE001 - re-raised on every rank below
             outcome = ("error", exc)
+    barrier()  # the others wait here asleep, not spinning in the broadcast
     outcome = bcast_object(outcome)
     if outcome[0] == "error":
         raise outcome[1]

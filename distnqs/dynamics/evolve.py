@@ -181,7 +181,7 @@ class EvolveStep:
         acc = comm.sum(jnp.stack([sampler_state.n_accepted, sampler_state.n_proposed]).astype(jnp.float64))
         dt = jnp.asarray(self.dt, jnp.float64)
         if tab.b_low is None:
-            ks, (sampler_state, _, _) = rk_stages(f, params, dt, (sampler_state, 1, batch0), tab, k0=k0)
+            ks, (sampler_state, _, _) = rk_stages(f, params, dt, (sampler_state, jnp.asarray(1, jnp.int32), batch0), tab, k0=k0)
             params = axpy_tree(params, dt, tab.b, ks)
             istate = IntegratorState(
                 (step + 1) * dt, dt, istate.n_substeps + 1, istate.n_rejected
