@@ -11,7 +11,7 @@ STAMP    := $(VENV)/.distnqs-installed$(if $(GPU),-$(GPU))
 MPI4JAX  := mpi4jax==0.9.1.post2
 NP       ?= 2
 # pytest-xdist workers for make test: one more than the 2 cores, since some tests wait on a
-# process (Slurm requeue, signals, timeouts) with a core idle (cold suite 21:23 -> 19:25 here)
+# process (Slurm requeue, signals, timeouts) with a core idle (README: suite time)
 TEST_WORKERS ?= 3
 # mpi4jax is source-only. Its build must use the mpicc of the mpich wheel, see
 # mpi4py/nanobind/setuptools (--no-build-isolation), and must not see an nvcc
