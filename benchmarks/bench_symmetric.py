@@ -1,6 +1,11 @@
-"""Symmetric against plain ansatz on a frustrated 18-site torus (issue: symmetric ansatze).
+"""Symmetric against plain ansatz on frustrated tori (issue: symmetric ansatze).
 
-J1-J2 Heisenberg at J2 = 0.5 on the 6x3 periodic square lattice (Pauli units), complex RBM
+``--case 4x4`` (default): J1-J2 Heisenberg at J2 = 0.5 on the 4x4 periodic square lattice, Marshall
+sign on the J1 bonds (the ground state is not positive at J2 = 0.5; it has zero momentum),
+``configs/symmetric/j1j2_4x4_plain.toml`` against ``j1j2_4x4_translations.toml`` (zero momentum),
+otherwise as below. Writes benchmarks/results/symmetric_j1j2_4x4.json.
+
+``--case 6x3``: J1-J2 Heisenberg at J2 = 0.5 on the 6x3 periodic square lattice (Pauli units), complex RBM
 alpha 1, SR (CG), 120 steps of 1024 Metropolis-exchange samples (256 chains), S^z = 0, 2 MPI ranks,
 the same seed: ``configs/symmetric/j1j2_6x3_plain.toml`` against ``j1j2_6x3_translations.toml``, which
 differ only in ``symmetries = "translations"``, ``sector = [3, 0]`` (the exact ground state has
@@ -12,7 +17,7 @@ one after the other on the same machine; the final energy is the run's own evalu
 final parameters (``eval_steps`` fresh batches), against its Lanczos reference (reference.json).
 The per-step training energies from ``log.h5`` give the curve (mean over the last 50 steps too).
 
-    .venv/bin/python benchmarks/bench_symmetric.py   # 1 + 10 min on 2 cores (each amplitude: 18 forward passes)
+    .venv/bin/python benchmarks/bench_symmetric.py --case 6x3  # 1 + 10 min on 2 cores (each amplitude: 18 forward passes)
 
 Writes benchmarks/results/symmetric_j1j2_6x3.json.
 """
@@ -36,7 +41,10 @@ from distnqs.io.log import read_log
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-CONFIGS = ("j1j2_6x3_plain", "j1j2_6x3_translations")
+CASES = {  # case -> (plain config, projected config, description)
+    "4x4": ("j1j2_4x4_plain", "j1j2_4x4_translations", "J1-J2 J2=0.5, 4x4 periodic, Marshall sign on J1, zero momentum"),
+    "6x3": ("j1j2_6x3_plain", "j1j2_6x3_translations", "J1-J2 J2=0.5, 6x3 periodic, momentum (pi, 0)"),
+}
 
 
 def run_one(name: str, workdir: Path, np_: int) -> dict:
@@ -73,24 +81,26 @@ def run_one(name: str, workdir: Path, np_: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--np", type=int, default=2, help="MPI ranks per run (default 2)")
-    ap.add_argument("--out", type=Path, default=RESULTS / "symmetric_j1j2_6x3.json")
+    ap.add_argument("--case", choices=sorted(CASES), default="4x4")
+    ap.add_argument("--out", type=Path, help="default: benchmarks/results/symmetric_j1j2_<case>.json")
     args = ap.parse_args(argv)
+    *configs, description = CASES[args.case]
+    out = args.out or RESULTS / f"symmetric_j1j2_{args.case}.json"
     with tempfile.TemporaryDirectory() as tmp:
-        runs = {name: run_one(name, Path(tmp), args.np) for name in CONFIGS}
+        runs = {name: run_one(name, Path(tmp), args.np) for name in configs}
     for name, r in runs.items():
         print(f"{name:24s} E/N = {r['energy_per_site']:.6f} +- {r['energy_per_site_error']:.1e}  "
               f"rel. error {r['relative_error']:.2e}  ({r['wall_s']:.0f} s, {r['n_parameters']} parameters)")
-    plain, sym = (runs[c]["relative_error"] for c in CONFIGS)
+    plain, sym = (runs[c]["relative_error"] for c in configs)
     result = {
-        "case": "J1-J2 J2=0.5, 6x3 periodic, complex RBM alpha 1, SR, 120 steps x 1024 samples, "
-                f"{args.np} MPI ranks",
+        "case": f"{description}, complex RBM alpha 1, SR, 120 steps x 1024 samples, {args.np} MPI ranks",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "runs": runs,
         "error_ratio_plain_over_translations": plain / sym,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"relative error, plain / translations: {plain / sym:.3g} (> 1: the projection helps) -> {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"relative error, plain / translations: {plain / sym:.3g} (> 1: the projection helps) -> {out}")
     return 0
 
 
