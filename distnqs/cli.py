@@ -18,6 +18,7 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 
 import distnqs  # noqa: F401  (process set-up before jax is imported)
 from distnqs.errors import DistnqsError, RunIOError
@@ -55,6 +56,24 @@ def _error(message: str) -> None:
     print(f"distnqs: error: {message}", file=sys.stderr, flush=True)
 
 
+def _format_own_warnings() -> None:
+    """Print warnings raised inside distnqs as one line ``distnqs: warning: ...``.
+
+    Python's default format adds the file name and the source line of the
+    ``warnings.warn`` call, which means nothing to a user reading a job log.
+    Warnings from other packages (jax, h5py, ...) keep that format.
+    """
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if os.sep + "distnqs" + os.sep in filename and issubclass(category, UserWarning):
+            print(f"distnqs: warning: {message}", file=file or sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
@@ -66,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         _error(f"unknown command {name!r}; choose one of: {', '.join(_COMMANDS)}")
         return EXIT_USER_ERROR
     target, _ = _COMMANDS[name]
+    _format_own_warnings()
     module_name, func_name = target.split(":")
     try:
         try:
