@@ -21,7 +21,7 @@ import traceback
 import warnings
 
 import distnqs  # noqa: F401  (process set-up before jax is imported)
-from distnqs.errors import DistnqsError, RunIOError
+from distnqs.errors import DistnqsError, DistnqsWarning, RunIOError
 
 EXIT_USER_ERROR = 2
 EXIT_IO_ERROR = 74  # EX_IOERR (sysexits.h)
@@ -57,16 +57,16 @@ def _error(message: str) -> None:
 
 
 def _format_own_warnings() -> None:
-    """Print warnings raised inside distnqs as one line ``distnqs: warning: ...``.
+    """Print :class:`DistnqsWarning` as one line ``distnqs: warning: ...``.
 
     Python's default format adds the file name and the source line of the
     ``warnings.warn`` call, which means nothing to a user reading a job log.
-    Warnings from other packages (jax, h5py, ...) keep that format.
+    Other warnings (jax, h5py, ...) keep that format.
     """
     default = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if os.sep + "distnqs" + os.sep in filename and issubclass(category, UserWarning):
+        if issubclass(category, DistnqsWarning):
             print(f"distnqs: warning: {message}", file=file or sys.stderr, flush=True)
         else:
             default(message, category, filename, lineno, file, line)

@@ -64,7 +64,7 @@ import numpy as np
 from distnqs import comm
 from distnqs import config as config_mod
 from distnqs import devices
-from distnqs.errors import CheckpointError, ConfigError
+from distnqs.errors import CheckpointError, ConfigError, DistnqsWarning
 from distnqs.io import checkpoint
 from distnqs.io import lock as run_lock
 from distnqs.io.files import atomic_write_json, atomic_write_text, make_run_dir
@@ -715,7 +715,7 @@ def run_lifecycle(cfg: dict, outdir, make_job, *, quiet: bool = False, restart: 
         opt_state = _unflatten_like(opt_state, saved["opt_state"], "optimizer state")
         sampler_state, note = _restore_sampler(sampler_state, saved["sampler"])
         if note and comm.rank() == 0:
-            warnings.warn(note, stacklevel=2)
+            warnings.warn(note, DistnqsWarning, stacklevel=2)
         start = saved["step"]
         _say(f"distnqs: resuming from {saved['path'].name} (step {start})", quiet)
     if saved is not None and resume_changes:

@@ -10,6 +10,15 @@ rank).
 """
 
 
+class DistnqsWarning(UserWarning):
+    """Something the user should know that does not stop the run (stale lock taken over,
+    damaged checkpoint or log set aside, sampler state re-drawn on resume).
+
+    The command line prints it as one line ``distnqs: warning: <message>``
+    (:func:`distnqs.cli.main`); the Python API leaves it to :mod:`warnings`.
+    """
+
+
 class DistnqsError(Exception):
     """A user-facing error: bad input, bad config, damaged file."""
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from distnqs.errors import CheckpointError
+from distnqs.errors import CheckpointError, DistnqsWarning
 from distnqs.io.files import fsync_dir, inject_io_fault, writing
 
 FORMAT = 1
@@ -159,7 +159,7 @@ def read_newest_valid(outdir) -> dict | None:
         try:
             data = read(path)
         except CheckpointError as exc:
-            warnings.warn(f"{exc}; falling back to an older checkpoint", stacklevel=2)
+            warnings.warn(f"{exc}; falling back to an older checkpoint", DistnqsWarning, stacklevel=2)
             problems.append(str(exc))
             continue
         return data

@@ -27,7 +27,7 @@ import time
 import warnings
 from pathlib import Path
 
-from distnqs.errors import DistnqsError
+from distnqs.errors import DistnqsError, DistnqsWarning
 
 LOCK_NAME = "distnqs.lock"
 _JOB_ID_VARS = ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "JOB_ID")
@@ -122,7 +122,7 @@ def check_free(outdir) -> None:
 
 def _take_over(path: Path, holder: dict | None) -> None:
     """Remove the lock file of a dead job (stale ``holder``) with a warning."""
-    warnings.warn(f"taking over the stale lock of a dead job ({_describe(holder or {})}) on {path.parent}", stacklevel=3)
+    warnings.warn(f"taking over the stale lock of a dead job ({_describe(holder or {})}) on {path.parent}", DistnqsWarning, stacklevel=3)
     try:
         path.unlink()
     except FileNotFoundError:

@@ -29,6 +29,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from distnqs.errors import DistnqsWarning
 from distnqs.io.files import inject_io_fault, io_errno, writing
 
 LOCK_WAIT_S = 10.0  # how long the writer waits for a reader's HDF5 file lock on log.h5 to go
@@ -99,6 +100,7 @@ class StepLog:
                 warnings.warn(
                     f"{self.path} was unreadable ({first}); moved to {aside.name}, new log with the rows of steps "
                     f"< {resume_step} left empty (NaN)",
+                    DistnqsWarning,
                     stacklevel=3,
                 )
                 rows = {"step": np.arange(resume_step, dtype="f8")}
