@@ -236,6 +236,35 @@ def _unflatten_like(template, leaves, what: str):
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
+def params_from_checkpoint(path, template, cfg: dict, option: str, same_tables: tuple[str, ...]):
+    """Parameters of another run's checkpoint (a run directory: its newest valid checkpoint; or a
+    checkpoint file) in the structure of ``template``; ``(params, source)`` with ``source`` =
+    ``{"path", "step"}``. The source run must have the same config tables ``same_tables``
+    and parameters of the same shapes and dtypes; ``option`` names the config key in errors."""
+    path = Path(path)
+
+    def read():
+        if path.is_dir():
+            saved = checkpoint.read_newest_valid(path)
+            if saved is None:
+                raise CheckpointError(f"{option} {str(path)!r} holds no checkpoint")
+            return saved
+        if not path.is_file():
+            raise ConfigError(f"{option} {str(path)!r} not found")
+        return checkpoint.read(path)
+
+    saved = comm.on_root(read)
+    source = config_mod.parse(saved["attrs"]["config"], str(saved["path"]))
+    for table in same_tables:
+        if source.get(table) != cfg.get(table):
+            raise ConfigError(f"{option} {saved['path']} has a different [{table}] ({source.get(table)} != {cfg.get(table)})")
+    try:
+        params = _unflatten_like(template, saved["params"], "parameters")
+    except CheckpointError as exc:
+        raise ConfigError(f"{option} {saved['path']}: {exc} (same network and sizes needed)") from exc
+    return params, {"path": str(saved["path"]), "step": int(saved["step"])}
+
+
 def _restore_sampler(template, saved_per_rank):
     """This rank's sampler state; chains are redistributed if the rank count changed."""
     n_saved = len(saved_per_rank)
@@ -684,7 +713,7 @@ def run_lifecycle(cfg: dict, outdir, make_job, *, quiet: bool = False, restart: 
     around the job's own, ``summary.json`` and the lock's release.
 
     A job provides: ``n_steps``, ``n_samples_total``, ``log_columns``,
-    ``init_state()``, ``step_fn()`` (jitted), ``row(ctx)`` (its log row),
+    ``init_state(fresh)`` (``fresh``: no checkpoint to resume from), ``step_fn()`` (jitted), ``row(ctx)`` (its log row),
     ``before_loop(outdir, start, quiet)``, ``policies(checkpoints, start,
     quiet)`` (inserted after :class:`LogRow`), ``summary(final_step, state,
     metrics, outcome, status, t_begin, quiet)`` and ``final_message(summary)``.
@@ -706,7 +735,7 @@ def run_lifecycle(cfg: dict, outdir, make_job, *, quiet: bool = False, restart: 
     else:
         saved = None
 
-    params, opt_state, sampler_state = job.init_state()
+    params, opt_state, sampler_state = job.init_state(fresh=saved is None)
     start = 0
     if saved is not None:
         if saved["attrs"].get("physics_hash") != config_mod.physics_hash(cfg):
@@ -784,9 +813,17 @@ class VMCJob:
         self.reference = None
         self.guard = None
         self.outdir = None
+        self.init_source = None  # {"path", "step"} of [run] init_from, when read at this start
 
-    def init_state(self):
-        return self.problem.init_state()
+    def init_state(self, fresh: bool = True):
+        """Seeded initial state; at a fresh start with ``[run] init_from``, the parameters of that
+        checkpoint (same lattice and shapes), with a new optimizer and sampler state."""
+        source = self.cfg["run"].get("init_from")
+        if not fresh or source is None:
+            return self.problem.init_state()
+        params, self.init_source = params_from_checkpoint(source, self.problem.init_params(), self.cfg, "[run] init_from", ("lattice",))
+        _say(f"distnqs: parameters from {self.init_source['path']} (step {self.init_source['step']})")
+        return self.problem.init_state(params)
 
     def step_fn(self):
         return self.problem.step.jit()
@@ -836,6 +873,8 @@ class VMCJob:
             "rollback_events": self.guard.events,  # of this invocation (log.h5 keeps all, attribute "events")
         }
         summary["divergence"] = self.guard.diverged
+        if self.cfg["run"].get("init_from") is not None:  # the step is known when read at this invocation's start
+            summary["init_from"] = self.init_source or {"path": self.cfg["run"]["init_from"], "step": None}
         return summary
 
     def final_message(self, summary) -> None:

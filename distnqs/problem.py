@@ -47,9 +47,10 @@ class Problem:
 
         return self.ansatz.init(jax.random.PRNGKey(self.cfg["seed"]))
 
-    def init_state(self):
-        """(params, opt_state, sampler_state) at step 0; identical params on every rank."""
-        params = self.init_params()
+    def init_state(self, params=None):
+        """(params, opt_state, sampler_state) at step 0; identical params on every rank.
+        ``params`` (real view) replaces the seeded initialization, e.g. another run's parameters."""
+        params = self.init_params() if params is None else params
         opt_state = self.optimizer.init(params)  # (optax state, guard state)
         sampler_state = self.sampler.init_state(self.ansatz.log_psi, params, comm.rank_key(self.cfg["seed"] + 1))
         return params, opt_state, sampler_state

@@ -53,7 +53,6 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -66,7 +65,7 @@ from distnqs.dynamics.exact import MAX_EXACT_DYNAMICS_SITES, exact_evolution, st
 from distnqs.dynamics.integrators import TABLEAUS, axpy_tree, rk_stages
 from distnqs.dynamics.observables import sx_local, szsz_local
 from distnqs.dynamics.tdvp import TDVP
-from distnqs.errors import CheckpointError, ConfigError
+from distnqs.errors import ConfigError
 from distnqs.estimators.qgt import qgt_matvec
 from distnqs.estimators.stats import Stats, statistics
 from distnqs.io.files import atomic_write_json
@@ -269,31 +268,6 @@ def plus_x_params(ansatz, template, weight: float):
     return to_real(params)
 
 
-def checkpoint_params(path, template, cfg: dict):
-    """Parameters of a ground-state checkpoint (run directory: newest valid one) with this lattice and ansatz."""
-    from distnqs.driver import _unflatten_like
-    from distnqs.io import checkpoint
-
-    path = Path(path)
-
-    def read():
-        if path.is_dir():
-            saved = checkpoint.read_newest_valid(path)
-            if saved is None:
-                raise CheckpointError(f"[dynamics] checkpoint {str(path)!r} holds no checkpoint")
-            return saved
-        if not path.is_file():
-            raise ConfigError(f"[dynamics] checkpoint {str(path)!r} not found")
-        return checkpoint.read(path)
-
-    saved = comm.on_root(read)
-    source = config_mod.parse(saved["attrs"]["config"], str(saved["path"]))
-    for table in ("lattice", "ansatz"):
-        if source.get(table) != cfg.get(table):
-            raise ConfigError(f"[dynamics] checkpoint {saved['path']} has a different [{table}] ({source.get(table)} != {cfg.get(table)})")
-    return _unflatten_like(template, saved["params"], "parameters")
-
-
 # ---------------------------------------------------------------------------
 # The job of the run lifecycle
 # ---------------------------------------------------------------------------
@@ -432,9 +406,11 @@ class EvolveJob:
         template = self.problem.init_params()
         if self.dyn["initial_state"] == "plus_x":
             return plus_x_params(self.problem.ansatz, template, float(self.dyn["plus_x_weight"]))
-        return checkpoint_params(self.dyn["checkpoint"], template, self.cfg)
+        from distnqs.driver import params_from_checkpoint
 
-    def init_state(self):
+        return params_from_checkpoint(self.dyn["checkpoint"], template, self.cfg, "[dynamics] checkpoint", ("lattice", "ansatz"))[0]
+
+    def init_state(self, fresh: bool = True):  # a resume replaces these values with its checkpoint's
         params = self.initial_params()
         dt = jnp.asarray(float(self.dyn["dt"]), jnp.float64)
         zero = jnp.zeros((), jnp.int32)
