@@ -122,11 +122,11 @@ RUN = {
     "keep_checkpoints": Key("int", 2, min=1, max=10**6),
     "print_every": Key("int", 10, min=0, max=10**9),
     "reference": Key("bool", True),  # exact diagonalization when N <= 20
-    "eval_steps": Key("int", 4, min=0, max=10**6),
+    "eval_steps": Key("int", 4, min=0, max=10**6),  # extra sampling-only steps with the final parameters for summary.json
     # start from another run's parameters (run directory: newest valid checkpoint; or a checkpoint
     # file) with the same [lattice] and parameter shapes, e.g. a plain RBM into the same RBM with
     # symmetries; only a fresh start reads it, a resume continues from the run's own checkpoints
-    "init_from": Key("str"),  # extra sampling-only steps with the final parameters for summary.json
+    "init_from": Key("str"),
     "fast_update": Key("bool", True),  # use the ansatz's look-up tables (RBM) in Metropolis moves and local energies
     "device": Key("str", "auto", choices=("auto", "cpu", "gpu")),  # "gpu" refuses a CPU backend, "cpu" keeps jax off a GPU
     # divergence guard (distnqs.optim.guard, distnqs.driver): see the driver's docstring
