@@ -204,12 +204,14 @@ def main(argv=None):
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override case settings (lr, alpha, diag_shift, diag_shift_final, diag_shift_steps)")
     p.add_argument("--reanalyse", action="store_true",
-                   help="recompute the thresholds from the traces in the JSON (same criterion) and redraw the figure; runs nothing")
+                   help="recompute the thresholds from the traces in the JSON (same criterion) against the current "
+                        "reference (distnqs/data/literature.json) and redraw the figure; runs nothing")
     args = p.parse_args(argv)
     if args.reanalyse:
         for name in (list(CASES) if args.case == "all" else [args.case]):
             path = RESULTS / f"accuracy_{name}.json"
             out = json.loads(path.read_text())
+            out["reference_E_per_site"], out["reference_source"] = _reference(name)
             for code in ("distnqs", "netket"):
                 if code in out:
                     tr = out[code]["trace"]
