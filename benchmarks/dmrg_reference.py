@@ -14,13 +14,13 @@ more bond dimensions the JSON also carries the linear extrapolation of E in the 
 weight eps through the last two points, E(eps) = E_0 + a eps (White's extrapolation, with the
 largest discarded weight of the last sweep as eps), as a second estimate of the exact energy.
 
-Each bond dimension is warm-started from the converged state of the previous one; the mixer
+Each bond dimension is warm-started from the final state of the previous one; the mixer
 (needed to grow the bond dimension from the product state) is on for the first only, and a bond
 dimension stops when the total energy changes by less than ``--max-E-err`` over a sweep (and
 tenpy's entropy criterion holds), after ``--max-sweeps`` sweeps, or after ``--max-hours``; the JSON
 records which (``stopped_by``) and the energies of the last sweeps.
 
-    .venv/bin/python benchmarks/dmrg_reference.py --L 10 --G 3 --chi 64 128 256
+    .venv/bin/python benchmarks/dmrg_reference.py --L 10 --G 3 --chi 64 128 256 --max-sweeps 10 --max-E-err 1e-6 --max-hours 0.85
 
 Writes benchmarks/results/dmrg_tfim_obc_<L>x<L>_G<G>.json. The reference used by
 ``bench_accuracy.py`` is copied from there into ``distnqs/data/literature.json``.
