@@ -801,6 +801,31 @@ def run_lifecycle(cfg: dict, outdir, make_job, *, quiet: bool = False, restart: 
     return summary, code
 
 
+INIT_SOURCE_FILE = "init_from.json"  # in the run directory: the checkpoint a fresh start read ([run] init_from)
+
+
+def _init_source_record(path: Path, read_now: dict | None) -> dict | None:
+    """The ``{"path", "step"}`` of the checkpoint this run started from: written to ``path`` at the
+    fresh start that read it (``read_now``), read back from there on resume, so that a resumed
+    run's summary names the same start as an uninterrupted one. A resume of a run that did not
+    start from ``init_from`` (the key added later) warns that the key is ignored."""
+    if read_now is not None:
+        comm.on_root(atomic_write_json, path, read_now)
+        return read_now
+
+    def read():
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    recorded = comm.on_root(read)
+    if recorded is None and comm.rank() == 0:
+        warnings.warn("[run] init_from is read only at a fresh start; this run resumes from its own checkpoint",
+                      DistnqsWarning, stacklevel=2)
+    return recorded
+
+
 class VMCJob:
     """Ground-state VMC (``distnqs run``) as a job of :func:`run_lifecycle`."""
 
@@ -834,6 +859,8 @@ class VMCJob:
 
     def before_loop(self, outdir, start, quiet):
         self.outdir = outdir
+        if outdir is not None and self.cfg["run"].get("init_from") is not None:
+            self.init_source = _init_source_record(outdir / INIT_SOURCE_FILE, self.init_source)
         self.reference = comm.on_root(_reference, self.problem, outdir)
         _say(f"distnqs: {self.problem.describe()}", quiet)
         if self.reference is not None:
@@ -873,8 +900,8 @@ class VMCJob:
             "rollback_events": self.guard.events,  # of this invocation (log.h5 keeps all, attribute "events")
         }
         summary["divergence"] = self.guard.diverged
-        if self.cfg["run"].get("init_from") is not None:  # the step is known when read at this invocation's start
-            summary["init_from"] = self.init_source or {"path": self.cfg["run"]["init_from"], "step": None}
+        if self.init_source is not None:
+            summary["init_from"] = self.init_source
         return summary
 
     def final_message(self, summary) -> None:
