@@ -13,7 +13,7 @@ import pytest
 from conftest import assert_one_line_error, assert_same_final_checkpoints, run_cli
 from distnqs import config
 from distnqs.driver import VMCJob, run
-from distnqs.errors import ConfigError
+from distnqs.errors import ConfigError, DistnqsWarning
 from distnqs.io import checkpoint
 from distnqs.problem import build_problem
 
@@ -100,6 +100,16 @@ def test_a_resume_ignores_init_from_and_equals_the_uninterrupted_run(plain_run, 
     assert resumed["init_from"] == whole["init_from"]  # recorded in the run directory at the first start
     assert_same_final_checkpoints(tmp_path / "whole", tmp_path / "parts")
     assert resumed["energy"]["mean"] == whole["energy"]["mean"]
+
+
+def test_init_from_added_to_a_started_run_is_ignored_with_a_warning(plain_run, tmp_path):
+    """A run that started from its seed, resumed with init_from in its config, keeps its own
+    parameters and says that the key is ignored; its summary names no source."""
+    out = tmp_path / "plain"
+    shutil.copytree(plain_run, out)
+    with pytest.warns(DistnqsWarning, match=r"init_from is read only at a fresh start"):
+        summary, code = run(_cfg(n_steps=5, run_extra=f'init_from = "{plain_run}"'), out, quiet=True)
+    assert code == 0 and summary["step"] == 5 and "init_from" not in summary
 
 
 @pytest.mark.parametrize(
