@@ -68,6 +68,8 @@ _SYMMETRY = {"symmetries": Key("str", choices=("none", "translations", "lattice"
 ANSATZES = {
     "rbm": {**_ANSATZ_COMMON, **_SYMMETRY, "alpha": Key("number", min=0, min_open=True, max=2**16),
             "use_visible_bias": Key("bool"), "use_hidden_bias": Key("bool")},
+    # invariant by construction; symmetries (not "none") gives it the group, trivial sector only
+    "rbm_symm": {**_ANSATZ_COMMON, **_SYMMETRY, "alpha": Key("int", min=1, max=2**16)},
     "ffnn": {**_ANSATZ_COMMON, **_SYMMETRY, "alpha": Key("number", min=0, min_open=True, max=2**16), "layers": Key("int", min=1, max=256)},
     "cnn": {**_ANSATZ_COMMON, **_SYMMETRY, "shape": Key("list[int]", min=1, max=2**16, nonempty=True), "pbc": Key("bool"),
             "features": Key("list[int]", min=1, max=2**16, nonempty=True), "kernel_size": Key("int", min=1, max=2**10)},

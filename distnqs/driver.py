@@ -338,6 +338,12 @@ def _fmt_seconds(s: float) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m" if s >= 3600 else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
 
 
+# R-hat (Gelman-Rubin, split over the chains) above this in the final evaluation: warn that the
+# chains disagree. Runs that mix end at 1.0-1.2; a state collapsed onto a few configurations
+# (Neel states of an RBM after a too large first step) sits at R-hat ~ 12 with every chain frozen.
+R_HAT_WARN = 1.5
+
+
 def _say(msg: str, quiet: bool = False) -> None:
     if comm.rank() == 0 and not quiet:
         print(msg, flush=True)
@@ -913,6 +919,14 @@ class VMCJob:
             statistical = summary["energy"]["error"] / abs(ref["energy"])
             msg += f"  exact {ref['energy_per_site']:.8f}  relative error {ref['relative_error']:.2e} (statistical {statistical:.1e})"
         _say(msg)
+        r_hat = (summary.get("energy") or {}).get("R_hat")
+        if r_hat is not None and self.problem.sampler.n_samples_per_chain > 1 and not r_hat <= R_HAT_WARN:  # NaN too (frozen chains)
+            print(
+                f"distnqs: warning: the Markov chains disagree in the final evaluation (R-hat {r_hat:.3g} > {R_HAT_WARN}): this energy "
+                "and its error bar are not reliable (a state collapsed onto a few configurations, e.g. after too large first steps, "
+                "or an ordered phase the moves cannot cross); see log.h5 for when R-hat rose",
+                file=sys.stderr, flush=True,
+            ) if comm.rank() == 0 else None
 
 
 def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, hamiltonian=None, model=None,

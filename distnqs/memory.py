@@ -15,7 +15,8 @@ activations per configuration):
 - samples: :math:`8nN`;
 - local energies: connected configurations :math:`8BCN` and their forward
   pass :math:`2BCHb`, times :math:`|G|` (images :math:`8BC|G|N` and activations) for an ansatz
-  symmetrized over a group :math:`G` (``[ansatz] symmetries``).
+  symmetrized over a group :math:`G` (``[ansatz] symmetries``); an invariant network
+  (``rbm_symm``) has :math:`\alpha|G|` hidden units, the same factor.
 
 It is an estimate (XLA's buffers are not counted one by one): good to an
 order of magnitude, which is what refusing a 400x400 lattice needs.

@@ -62,11 +62,12 @@ class Problem:
         sym = self.cfg["ansatz"].get("symmetries", "none")
         flip = self.cfg["ansatz"].get("spin_flip", "none")
         if sym != "none" or flip != "none":
-            from distnqs.models.symmetric import group_size
+            from distnqs.models.symmetric import Symmetrized, group_size
 
             sector = self.cfg["ansatz"].get("sector")
             what = " x ".join(([sym] if sym != "none" else []) + ([f"the spin flip ({flip})"] if flip != "none" else []))
-            sym = f", symmetrized over {what} (|G| = {group_size(self.lattice, sym, flip)}{f', sector {sector}' if sector is not None else ''})"
+            how = "symmetrized over" if isinstance(self.ansatz.module, Symmetrized) else "invariant under"  # rbm_symm: built in
+            sym = f", {how} {what} (|G| = {group_size(self.lattice, sym, flip)}{f', sector {sector}' if sector is not None else ''})"
         else:
             sym = ""
         return (

@@ -213,3 +213,24 @@ def test_ranks_with_different_parameters_abort_with_one_line(tmp_path):
     assert checkpoint.list_checkpoints(out) == []  # nothing of the inconsistent state was written
     summary = _strict((out / "summary.json").read_text())
     assert summary["status"] == "inconsistent" and summary["step"] == 7
+
+
+def test_a_state_collapsed_onto_the_neel_states_is_reported_not_passed_off(capsys):
+    """The invariant RBM on the 4x4 Heisenberg torus with a shift of 0.01 from the first step (seed 1)
+    collapses onto the two Neel states (E/N = -2, every chain frozen in one of them): the run ends,
+    but with a warning that the chains disagree, not a bare energy."""
+    from distnqs import config, driver
+
+    cfg = config.resolve({
+        "seed": 1, "n_steps": 30, "lattice": {"Lx": 4, "Ly": 4, "pbc": True},
+        "hamiltonian": {"model": "heisenberg", "total_sz": 0, "sign_rule": True},
+        "ansatz": {"model": "rbm_symm", "alpha": 4, "symmetries": "translations"},
+        "sampler": {"kind": "metropolis_exchange", "n_samples": 512, "n_chains": 64, "n_discard": 8},
+        "optimizer": {"kind": "sgd", "learning_rate": 0.01, "sr": True, "diag_shift": 0.01},
+        "run": {"reference": False, "eval_steps": 2, "print_every": 0},
+    })
+    summary, code = driver.run(cfg)
+    assert code == 0 and summary["energy_per_site"] > -2.2  # exact -2.807: collapsed
+    assert not summary["energy"]["R_hat"] <= driver.R_HAT_WARN
+    err = capsys.readouterr().err
+    assert "warning: the Markov chains disagree" in err and err.count("\n") == 1

@@ -1,8 +1,9 @@
 """Ansätze: flax modules mapping spins ``(batch, N)`` to ``log psi`` ``(batch,)``.
 
-Built-in names (``[ansatz] model = ...``): ``rbm``, ``ffnn``, ``cnn``, ``naqs``;
-``netket.<Name>`` takes ``netket.models.<Name>`` (e.g. ``netket.RBM``). In
-Python any flax module with that signature can be passed to the driver.
+Built-in names (``[ansatz] model = ...``): ``rbm``, ``rbm_symm`` (invariant under the lattice
+group of ``[ansatz] symmetries``), ``ffnn``, ``cnn``, ``naqs``; ``netket.<Name>`` takes
+``netket.models.<Name>`` (e.g. ``netket.RBM``). In Python any flax module with that signature can
+be passed to the driver.
 """
 
 from __future__ import annotations
@@ -11,17 +12,19 @@ import dataclasses
 import importlib
 
 import jax.numpy as jnp
+import numpy as np
 
 from distnqs.errors import ConfigError
 from distnqs.models.base import Ansatz, ComplexPair, from_real, n_parameters, to_real
 from distnqs.models.cnn import CNN
 from distnqs.models.ffnn import FFNN
 from distnqs.models.rbm import RBM
-from distnqs.models.symmetric import Symmetrized, symmetrize
+from distnqs.models.symmetric import Symmetrized, symmetrize, symmetry_group
 
 # name -> "module:Class" (imported lazily so optional ansätze cost nothing)
 REGISTRY = {
     "rbm": "distnqs.models.rbm:RBM",
+    "rbm_symm": "distnqs.models.rbm:RBMSymm",
     "ffnn": "distnqs.models.ffnn:FFNN",
     "cnn": "distnqs.models.cnn:CNN",
     "naqs": "distnqs.models.naqs:NAQS",
@@ -55,6 +58,24 @@ def _resolve_class(name):
     return getattr(module, cls_name)
 
 
+def _invariant_group(cls, name: str, lattice, symmetries: str, sector) -> dict:
+    r"""``{"symmetries": permutations}`` for a module that is invariant by construction under a group
+    it is given (:class:`~distnqs.models.rbm.RBMSymm`, ``netket.RBMSymm``: filters shared by all
+    :math:`|G|` images, so :math:`\psi(hs) = \psi(s)` for every :math:`h` in G). Such a network is
+    symmetric only in the trivial sector (zero momentum, A1); other sectors need the projection of
+    a non-invariant network. NetKet's modules take a ``HashableArray``, ours nested tuples."""
+    if symmetries == "none":
+        raise ConfigError(f"ansatz {name} is built on a symmetry group: set [ansatz] symmetries = \"translations\" or \"lattice\"")
+    perms, chars = symmetry_group(lattice, symmetries, sector)
+    if not np.allclose(chars, 1.0):
+        raise ConfigError(f"ansatz {name} is invariant by construction (trivial sector only); sector {sector!r} needs a projected network, e.g. model = \"rbm\"")
+    if cls.__module__.startswith("netket"):
+        from netket.utils import HashableArray  # noqa: PLC0415 - only netket modules need it
+
+        return {"symmetries": HashableArray(np.asarray(perms))}
+    return {"symmetries": tuple(map(tuple, perms.tolist()))}  # static and hashable
+
+
 def build_model(cfg: dict, lattice) -> Ansatz:
     """Ansatz from the ``[ansatz]`` table; lattice-aware fields are filled in.
 
@@ -62,7 +83,9 @@ def build_model(cfg: dict, lattice) -> Ansatz:
     ``Ly`` / ``n_sites`` are taken from the lattice when the module has them.
     ``param_dtype`` / ``dtype`` accept "float32", "float64", "complex64", "complex128".
     ``symmetries`` / ``sector`` / ``spin_flip`` (any non-autoregressive model) wrap the module in
-    :class:`~distnqs.models.symmetric.Symmetrized`, the projection onto that symmetry sector.
+    :class:`~distnqs.models.symmetric.Symmetrized`, the projection onto that symmetry sector; a
+    module with a ``symmetries`` field (``rbm_symm``, ``netket.RBMSymm``) is given the group's
+    permutations instead (:func:`_invariant_group`).
     """
     cfg = dict(cfg)
     name = cfg.pop("model", None)
@@ -74,8 +97,13 @@ def build_model(cfg: dict, lattice) -> Ansatz:
     unknown = set(cfg) - fields
     if unknown:
         raise ConfigError(f"ansatz {name} has no option {sorted(unknown)[0]!r} (options: {', '.join(sorted(fields))})")
+    if "symmetries" in fields:  # invariant by construction (netket.RBMSymm, ...): the module takes the group itself
+        kwargs_group = _invariant_group(cls, name, lattice, symmetries, sector)
+        symmetries, sector = "none", None  # nothing left to project (spin_flip still may be)
+    else:
+        kwargs_group = {}
     auto = {"shape": lattice.shape, "pbc": lattice.pbc, "Lx": lattice.Lx, "Ly": lattice.Ly, "n_sites": lattice.n_sites}
-    kwargs = {k: v for k, v in auto.items() if k in fields and k not in cfg}
+    kwargs = {k: v for k, v in auto.items() if k in fields and k not in cfg} | kwargs_group
     for key, value in cfg.items():
         if key in ("param_dtype", "dtype") and isinstance(value, str):
             if value not in _DTYPES:

@@ -208,3 +208,80 @@ class RBMFastUpdate:
             return theta, theta - 2.0 * sum(tables.kernel[flips[:, q]][None] * si for q, si in enumerate(signs))
 
         return dlog + self._ratios(lookup[:, None, :], cosh_d, sinh_d, exact)
+
+
+def _inverse_permutations(perms: np.ndarray) -> np.ndarray:
+    """``inv[g, perms[g, i]] = i`` for each row ``g``."""
+    inv = np.empty_like(perms)
+    rows = np.arange(perms.shape[0])[:, None]
+    inv[rows, perms] = np.arange(perms.shape[1])[None, :]
+    return inv
+
+
+class RBMSymm(nn.Module):
+    r"""RBM invariant by construction under a lattice group :math:`G` (``[ansatz] model = "rbm_symm"``,
+    Carleo & Troyer 2017's symmetric RBM): :math:`\alpha` filters :math:`w_f` (N,), each applied to
+    every image :math:`gs`, :math:`(gs)_i = s_{\pi_g(i)}`,
+
+    .. math::  \log\psi(s) = a\sum_i s_i + \sum_{f=1}^{\alpha}\sum_{g\in G}\log\cosh\Big(b_f + \sum_i w_{f,i}\,s_{\pi_g(i)}\Big),
+
+    so :math:`\psi(hs) = \psi(s)` for every :math:`h\in G` (the images of :math:`hs` are those of
+    :math:`s`): zero momentum and the trivial irrep only. Parameters: ``filters`` (alpha, N),
+    ``hidden_bias`` (alpha,), ``visible_bias`` (scalar); :math:`\alpha(N+1)+1` in all.
+
+    It is the plain :class:`RBM` with :math:`M = \alpha|G|` hidden units and the tied kernel
+    :math:`W_{j,(f,g)} = w_{f,\pi_g^{-1}(j)}`, so it keeps the RBM's look-up tables
+    (:class:`RBMSymmFastUpdate`: :math:`O(\alpha|G|)` per Metropolis move and per Hamiltonian term),
+    where a projected network (:mod:`distnqs.models.symmetric`) costs :math:`|G|` forward passes,
+    :math:`O(|G|\,N M)`. ``netket.RBMSymm`` computes the same function but has no look-up tables,
+    and its default initialization (standard deviation 0.1) starts a 6x6 lattice at alpha 16 with
+    an energy variance near 1e5; here ``init_std`` (default 0.01) as for :class:`RBM`.
+    ``symmetries`` holds the permutations :math:`\pi_g` (|G| rows; filled in from
+    ``[ansatz] symmetries`` by :func:`distnqs.models.build_model`).
+    """
+
+    symmetries: tuple = ()
+    alpha: int = 1
+    param_dtype: Any = jnp.float64
+    init_std: float = 0.01
+
+    def kernel(self, filters):
+        r"""The tied kernel :math:`W_{j,(f,g)} = w_{f,\pi_g^{-1}(j)}`, shape ``(N, alpha |G|)``."""
+        inv = _inverse_permutations(np.asarray(self.symmetries, dtype=np.int32))  # (|G|, N)
+        alpha, n = filters.shape
+        return jnp.transpose(filters[:, inv], (2, 0, 1)).reshape(n, alpha * inv.shape[0])
+
+    @nn.compact
+    def __call__(self, s):
+        n = s.shape[-1]
+        if not self.symmetries or len(self.symmetries[0]) != n:
+            raise ValueError(f"rbm_symm needs the group's permutations of the {n} sites ([ansatz] symmetries = \"translations\" or \"lattice\")")
+        init = nn.initializers.normal(self.init_std)
+        filters = self.param("filters", init, (int(self.alpha), n), self.param_dtype)
+        b = self.param("hidden_bias", init, (int(self.alpha),), self.param_dtype)
+        a = self.param("visible_bias", init, (), self.param_dtype)
+        theta = s.astype(filters.dtype) @ self.kernel(filters) + jnp.repeat(b, len(self.symmetries))
+        return jnp.sum(log_cosh(theta), axis=-1) + a * jnp.sum(s.astype(filters.dtype), axis=-1)
+
+    def fast_update(self):
+        """The RBM's look-up tables on the tied kernel (:class:`RBMSymmFastUpdate`)."""
+        return RBMSymmFastUpdate(self)
+
+
+@dataclass(frozen=True)
+class RBMSymmFastUpdate(RBMFastUpdate):
+    """:class:`RBMFastUpdate` of :class:`RBMSymm`: the tables of the equivalent plain RBM
+    (kernel :meth:`RBMSymm.kernel`, hidden bias repeated over the group, visible bias on every site)."""
+
+    module: Any = None
+
+    def tables(self, rparams) -> RBMTables:
+        from distnqs.models.base import from_real
+
+        p = from_real(rparams)
+        filters = p["filters"].astype(jnp.promote_types(p["filters"].dtype, jnp.float64))
+        W = self.module.kernel(filters)
+        n, m = W.shape
+        a = jnp.full((n,), p["visible_bias"], W.dtype)
+        b = jnp.repeat(p["hidden_bias"].astype(W.dtype), len(self.module.symmetries))
+        return RBMTables(a, b, W, jnp.cosh(2.0 * W), jnp.sinh(2.0 * W))
