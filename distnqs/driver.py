@@ -920,13 +920,13 @@ class VMCJob:
             msg += f"  exact {ref['energy_per_site']:.8f}  relative error {ref['relative_error']:.2e} (statistical {statistical:.1e})"
         _say(msg)
         r_hat = (summary.get("energy") or {}).get("R_hat")
-        if r_hat is not None and self.problem.sampler.n_samples_per_chain > 1 and not r_hat <= R_HAT_WARN:  # NaN too (frozen chains)
-            print(
-                f"distnqs: warning: the Markov chains disagree in the final evaluation (R-hat {r_hat:.3g} > {R_HAT_WARN}): this energy "
-                "and its error bar are not reliable (a state collapsed onto a few configurations, e.g. after too large first steps, "
-                "or an ordered phase the moves cannot cross); see log.h5 for when R-hat rose",
-                file=sys.stderr, flush=True,
-            ) if comm.rank() == 0 else None
+        if comm.rank() == 0 and r_hat is not None and self.problem.sampler.n_samples_per_chain > 1 and not r_hat <= R_HAT_WARN:  # NaN too (frozen chains)
+            warnings.warn(
+                f"the Markov chains disagree in the final evaluation (R-hat {r_hat:.3g} > {R_HAT_WARN}; summary.json energy.R_hat): "
+                "this energy and its error bar are not reliable (a state collapsed onto a few configurations, e.g. after too large "
+                "first steps, or an ordered phase the moves cannot cross); see log.h5 for when R-hat rose",
+                DistnqsWarning, stacklevel=2,
+            )
 
 
 def run(cfg: dict, outdir=None, *, quiet: bool = False, restart: bool = False, hamiltonian=None, model=None,

@@ -79,6 +79,15 @@ def _compose(cosh_d, sinh_d, cosh_e, sinh_e):
     return cosh_d * cosh_e + sinh_d * sinh_e, sinh_d * cosh_e + cosh_d * sinh_e
 
 
+def _tables(W, a, b) -> RBMTables:
+    """:class:`RBMTables` of kernel ``W`` (N, M), visible bias ``a`` and hidden bias ``b`` (None: zero), in at least float64."""
+    W = W.astype(jnp.promote_types(W.dtype, jnp.float64))
+    n, m = W.shape
+    a = jnp.zeros((n,), W.dtype) if a is None else a.astype(W.dtype)
+    b = jnp.zeros((m,), W.dtype) if b is None else b.astype(W.dtype)
+    return RBMTables(a, b, W, jnp.cosh(2.0 * W), jnp.sinh(2.0 * W))
+
+
 def _abs1(x):
     r""":math:`|\mathrm{Re}\,x| + |\mathrm{Im}\,x|` (a cheap magnitude, within :math:`\sqrt2` of :math:`|x|`)."""
     return jnp.abs(jnp.real(x)) + jnp.abs(jnp.imag(x)) if jnp.iscomplexobj(x) else jnp.abs(x)
@@ -125,12 +134,11 @@ class RBMFastUpdate:
         from distnqs.models.base import from_real
 
         p = from_real(rparams)
-        W = p["kernel"]
-        W = W.astype(jnp.promote_types(W.dtype, jnp.float64))
-        n, m = W.shape
-        a = p["visible_bias"].astype(W.dtype) if "visible_bias" in p else jnp.zeros((n,), W.dtype)
-        b = p["hidden_bias"].astype(W.dtype) if "hidden_bias" in p else jnp.zeros((m,), W.dtype)
-        return RBMTables(a, b, W, jnp.cosh(2.0 * W), jnp.sinh(2.0 * W))
+        return _tables(*self.dense(p))
+
+    def dense(self, p):
+        """``(W (N, M), a (N,) or None, b (M,) or None)`` of the RBM with parameters ``p`` (complex view)."""
+        return p["kernel"], p.get("visible_bias"), p.get("hidden_bias")
 
     def init_lookup(self, tables: RBMTables, s):
         r""":math:`t = \tanh\theta`, :math:`\theta = b + sW`, shape ``(batch, M)``, for ``s`` ``(batch, N)``."""
@@ -218,6 +226,16 @@ def _inverse_permutations(perms: np.ndarray) -> np.ndarray:
     return inv
 
 
+def tied_rbm(symmetries: tuple, filters, hidden_bias, visible_bias):
+    r"""The plain RBM equal to :class:`RBMSymm`: ``(W, a, b)`` with the tied kernel
+    :math:`W_{j,(f,g)} = w_{f,\pi_g^{-1}(j)}` (N, alpha |G|), :math:`a_j = a` on every site and
+    :math:`b_{(f,g)} = b_f`."""
+    inv = _inverse_permutations(np.asarray(symmetries, dtype=np.int32))  # (|G|, N), static
+    alpha, n = filters.shape
+    W = jnp.transpose(filters[:, inv], (2, 0, 1)).reshape(n, alpha * inv.shape[0])
+    return W, jnp.full((n,), visible_bias, filters.dtype), jnp.repeat(hidden_bias, inv.shape[0])
+
+
 class RBMSymm(nn.Module):
     r"""RBM invariant by construction under a lattice group :math:`G` (``[ansatz] model = "rbm_symm"``,
     Carleo & Troyer 2017's symmetric RBM): :math:`\alpha` filters :math:`w_f` (N,), each applied to
@@ -229,27 +247,21 @@ class RBMSymm(nn.Module):
     :math:`s`): zero momentum and the trivial irrep only. Parameters: ``filters`` (alpha, N),
     ``hidden_bias`` (alpha,), ``visible_bias`` (scalar); :math:`\alpha(N+1)+1` in all.
 
-    It is the plain :class:`RBM` with :math:`M = \alpha|G|` hidden units and the tied kernel
-    :math:`W_{j,(f,g)} = w_{f,\pi_g^{-1}(j)}`, so it keeps the RBM's look-up tables
-    (:class:`RBMSymmFastUpdate`: :math:`O(\alpha|G|)` per Metropolis move and per Hamiltonian term),
-    where a projected network (:mod:`distnqs.models.symmetric`) costs :math:`|G|` forward passes,
-    :math:`O(|G|\,N M)`. ``netket.RBMSymm`` computes the same function but has no look-up tables,
-    and its default initialization (standard deviation 0.1) starts a 6x6 lattice at alpha 16 with
-    an energy variance near 1e5; here ``init_std`` (default 0.01) as for :class:`RBM`.
-    ``symmetries`` holds the permutations :math:`\pi_g` (|G| rows; filled in from
-    ``[ansatz] symmetries`` by :func:`distnqs.models.build_model`).
+    It is the plain :class:`RBM` with :math:`M = \alpha|G|` hidden units and the tied kernel of
+    :func:`tied_rbm`, so it keeps the RBM's look-up tables (:class:`RBMSymmFastUpdate`:
+    :math:`O(\alpha|G|)` per Metropolis move and per Hamiltonian term), where a projected network
+    (:mod:`distnqs.models.symmetric`) costs :math:`|G|` forward passes, :math:`O(|G|\,N M)`.
+    ``netket.RBMSymm`` computes the same function but has no look-up tables, and its default
+    initialization (standard deviation 0.1) starts a 6x6 lattice at alpha 16 with an energy variance
+    near 1e5; here ``init_std`` (default 0.01) as for :class:`RBM`. ``symmetries`` holds the
+    permutations :math:`\pi_g` (|G| rows; filled in from ``[ansatz] symmetries`` by
+    :func:`distnqs.models.build_model`).
     """
 
     symmetries: tuple = ()
     alpha: int = 1
     param_dtype: Any = jnp.float64
     init_std: float = 0.01
-
-    def kernel(self, filters):
-        r"""The tied kernel :math:`W_{j,(f,g)} = w_{f,\pi_g^{-1}(j)}`, shape ``(N, alpha |G|)``."""
-        inv = _inverse_permutations(np.asarray(self.symmetries, dtype=np.int32))  # (|G|, N)
-        alpha, n = filters.shape
-        return jnp.transpose(filters[:, inv], (2, 0, 1)).reshape(n, alpha * inv.shape[0])
 
     @nn.compact
     def __call__(self, s):
@@ -260,28 +272,20 @@ class RBMSymm(nn.Module):
         filters = self.param("filters", init, (int(self.alpha), n), self.param_dtype)
         b = self.param("hidden_bias", init, (int(self.alpha),), self.param_dtype)
         a = self.param("visible_bias", init, (), self.param_dtype)
-        theta = s.astype(filters.dtype) @ self.kernel(filters) + jnp.repeat(b, len(self.symmetries))
-        return jnp.sum(log_cosh(theta), axis=-1) + a * jnp.sum(s.astype(filters.dtype), axis=-1)
+        W, a_sites, b_units = tied_rbm(self.symmetries, filters, b, a)
+        x = s.astype(W.dtype)
+        return jnp.sum(log_cosh(x @ W + b_units), axis=-1) + x @ a_sites
 
     def fast_update(self):
         """The RBM's look-up tables on the tied kernel (:class:`RBMSymmFastUpdate`)."""
-        return RBMSymmFastUpdate(self)
+        return RBMSymmFastUpdate(self.symmetries)
 
 
 @dataclass(frozen=True)
 class RBMSymmFastUpdate(RBMFastUpdate):
-    """:class:`RBMFastUpdate` of :class:`RBMSymm`: the tables of the equivalent plain RBM
-    (kernel :meth:`RBMSymm.kernel`, hidden bias repeated over the group, visible bias on every site)."""
+    """:class:`RBMFastUpdate` of :class:`RBMSymm`: the tables of the equal plain RBM (:func:`tied_rbm`)."""
 
-    module: Any = None
+    symmetries: tuple = ()
 
-    def tables(self, rparams) -> RBMTables:
-        from distnqs.models.base import from_real
-
-        p = from_real(rparams)
-        filters = p["filters"].astype(jnp.promote_types(p["filters"].dtype, jnp.float64))
-        W = self.module.kernel(filters)
-        n, m = W.shape
-        a = jnp.full((n,), p["visible_bias"], W.dtype)
-        b = jnp.repeat(p["hidden_bias"].astype(W.dtype), len(self.module.symmetries))
-        return RBMTables(a, b, W, jnp.cosh(2.0 * W), jnp.sinh(2.0 * W))
+    def dense(self, p):
+        return tied_rbm(self.symmetries, p["filters"], p["hidden_bias"], p["visible_bias"])
