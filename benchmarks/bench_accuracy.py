@@ -29,6 +29,9 @@ Cases (energies per site, Pauli units):
   Cholesky, ``VMC_SR(use_ntk=False)``): 593 parameters, fewer than the samples.
 - ``tfim10x10``: 10x10 open TFIM at G = 3, local moves; reference from DMRG
   (``benchmarks/dmrg_reference.py``, value and bond dimension in ``distnqs/data/literature.json``).
+- ``tfim10x10_symm``: the same problem with the RBM invariant under the open square's point group
+  C4v (|G| = 8), 16 filters (distnqs ``rbm_symm``, NetKet ``RBMSymm`` with ``alpha`` = 16 |G| / N
+  and the same initialization), dense SR in both: 1617 parameters, 128 hidden units.
 
     .venv/bin/python benchmarks/bench_accuracy.py --case heisenberg6x6 --time-cap 600
 
@@ -85,6 +88,10 @@ CASES = {
     # (S matrix, Cholesky) for both, each code's natural choice there.
     "heisenberg6x6_symm": dict(model="heisenberg", L=6, pbc=True, alpha=16, sampler="exchange", lr=0.01,
                                diag_shift=0.1, diag_shift_final=0.01, diag_shift_steps=600, ansatz="rbm_symm", solver="dense"),
+    # the open lattice has no translations: its point group (8 elements), 16 filters, 1617 parameters
+    "tfim10x10_symm": dict(model="tfim", L=10, pbc=False, G=3.0, alpha=16, sampler="local", lr=0.01,
+                           diag_shift=0.1, diag_shift_final=0.01, diag_shift_steps=600, ansatz="rbm_symm", solver="dense",
+                           symmetries="lattice"),
 }
 
 
@@ -102,7 +109,7 @@ def distnqs_trace(case, args, clock):
         "lattice": {"Lx": case["L"], "Ly": case["L"], "pbc": case["pbc"]},
         "hamiltonian": ham,
         "ansatz": ({"model": "rbm", "alpha": case["alpha"]} if case.get("ansatz", "rbm") == "rbm"
-                   else {"model": case["ansatz"], "alpha": case["alpha"], "symmetries": "translations"}),
+                   else {"model": case["ansatz"], "alpha": case["alpha"], "symmetries": case.get("symmetries", "translations")}),
         "sampler": {"kind": f"metropolis_{case['sampler']}", "n_samples": args.n_samples,
                     "n_chains": args.n_chains, "n_discard": args.n_discard},
         "optimizer": {"kind": "sgd", "learning_rate": case["lr"], "sr": True, "solver": _solver(case),
@@ -139,9 +146,10 @@ def netket_trace(case, args, clock):
         sa = nk.sampler.MetropolisExchange(hi, graph=g, n_chains=args.n_chains, sweep_size=N)
     if case.get("ansatz", "rbm") == "rbm":
         model = nk.models.RBM(alpha=case["alpha"], param_dtype=float)
-    else:  # RBMSymm's alpha is hidden units per site: alpha |G| / N filters (= alpha for the N translations)
+    else:  # RBMSymm's alpha is hidden units per site: alpha |G| / N for alpha filters (= alpha for the N translations)
         init = jax.nn.initializers.normal(0.01)
-        model = nk.models.RBMSymm(symmetries=g.translation_group(), alpha=case["alpha"], param_dtype=float,
+        group = g.translation_group() if case.get("symmetries", "translations") == "translations" else g.space_group()
+        model = nk.models.RBMSymm(symmetries=group, alpha=case["alpha"] * len(group) / N, param_dtype=float,
                                   kernel_init=init, hidden_bias_init=init, visible_bias_init=init)
     vs = nk.vqs.MCState(sa, model, n_samples=args.n_samples,
                         n_discard_per_chain=args.n_discard, seed=args.seed, sampler_seed=args.seed + 1)

@@ -278,3 +278,33 @@ def test_invariant_rbm_reaches_the_4x4_heisenberg_ground_state_energy_against_ex
     energy = _trained_energy("translations", 30, model="rbm_symm")
     assert exact - 1e-9 < energy
     assert abs(energy - exact) / abs(exact) < 3e-3
+
+
+@pytest.mark.parametrize("symmetries, mode", [("translations", "auto"), ("lattice", "auto"), ("translations", "fft")])
+def test_netket_gcnn_factory_is_given_the_group(symmetries, mode):
+    """netket.GCNN (a factory function, not a module class) takes the lattice's group as a
+    PermutationGroup from [ansatz] symmetries; its amplitude is invariant under every element."""
+    lattice = Lattice(4, 4, True)
+    ansatz = build_model({"model": "netket.GCNN", "layers": 2, "features": 3, "complex_output": False, "symmetries": symmetries, "mode": mode}, lattice)
+    assert not isinstance(ansatz.module, Symmetrized)
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(0))
+    perms, _ = symmetry_group(lattice, symmetries)
+    s = jnp.where(jax.random.bernoulli(jax.random.PRNGKey(1), 0.5, (3, 16)), 1.0, -1.0)
+    log_psi = jax.jit(ansatz.log_psi)
+    reference = np.asarray(log_psi(params, s))
+    assert np.std(reference) > 1e-4  # not invariant because constant
+    np.testing.assert_allclose(log_psi(params, s[:, perms].reshape(-1, 16)).reshape(3, -1), np.repeat(reference[:, None], len(perms), 1), atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"layers": 2, "features": 3}, "is built on a symmetry group"),
+        ({"layers": 2, "features": 3, "symmetries": "translations", "bogus": 1}, "unexpected keyword argument 'bogus'"),
+        ({"layers": 2, "features": 3, "symmetries": "translations", "sector": [1, 0]}, "trivial sector only"),
+        ({"layers": 2, "features": 3, "symmetries": "lattice", "mode": "fft"}, "mode = \"fft\" takes symmetries = \"translations\" only"),
+    ],
+)
+def test_netket_gcnn_bad_options_are_one_line_errors(options, message):
+    with pytest.raises(ConfigError, match=message):
+        build_model({"model": "netket.GCNN"} | options, Lattice(4, 4, True))

@@ -2,15 +2,18 @@
 
 Built-in names (``[ansatz] model = ...``): ``rbm``, ``rbm_symm`` (invariant under the lattice
 group of ``[ansatz] symmetries``), ``ffnn``, ``cnn``, ``naqs``; ``netket.<Name>`` takes
-``netket.models.<Name>`` (e.g. ``netket.RBM``). In Python any flax module with that signature can
-be passed to the driver.
+``netket.models.<Name>`` (e.g. ``netket.RBM``; also NetKet's factory functions such as
+``netket.GCNN``, which are given the lattice group of ``[ansatz] symmetries``). In Python any
+flax module with that signature can be passed to the driver.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 
+import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
@@ -58,7 +61,7 @@ def _resolve_class(name):
     return getattr(module, cls_name)
 
 
-def _invariant_group(cls, name: str, lattice, symmetries: str, sector) -> dict:
+def _invariant_group(cls, name: str, lattice, symmetries: str, sector, options: dict) -> dict:
     r"""``{"symmetries": permutations}`` for a module that is invariant by construction under a group
     it is given (:class:`~distnqs.models.rbm.RBMSymm`, ``netket.RBMSymm``: filters shared by all
     :math:`|G|` images, so :math:`\psi(hs) = \psi(s)` for every :math:`h` in G). Such a network is
@@ -70,10 +73,30 @@ def _invariant_group(cls, name: str, lattice, symmetries: str, sector) -> dict:
     if not np.allclose(chars, 1.0):
         raise ConfigError(f"ansatz {name} is invariant by construction (trivial sector only); sector {sector!r} needs a projected network, e.g. model = \"rbm\"")
     if cls.__module__.startswith("netket"):
+        if not dataclasses.is_dataclass(cls):  # a factory (netket.GCNN): it needs the group's algebra
+            from netket.utils.group import Permutation, PermutationGroup  # noqa: PLC0415
+
+            if options.get("mode") == "fft" and symmetries != "translations":
+                # NetKet's FFT layers read the group as point group x translation grid in its own
+                # order; ours differs, and the network would silently not be invariant
+                raise ConfigError(f"ansatz {name}: mode = \"fft\" takes symmetries = \"translations\" only; use mode = \"irreps\" for {symmetries!r}")
+
+            return {"symmetries": PermutationGroup([Permutation(permutation_array=p) for p in np.asarray(perms)], degree=perms.shape[1])}
         from netket.utils import HashableArray  # noqa: PLC0415 - only netket modules need it
 
         return {"symmetries": HashableArray(np.asarray(perms))}
     return {"symmetries": tuple(map(tuple, perms.tolist()))}  # static and hashable
+
+
+def _options(cls) -> tuple[set[str], bool]:
+    """The options a model accepts and whether that set is complete: a flax module's dataclass
+    fields; a factory function's (``netket.GCNN``) named parameters, incomplete when it also
+    forwards ``**kwargs`` (those are checked when the module is built)."""
+    if dataclasses.is_dataclass(cls):
+        return {f.name for f in dataclasses.fields(cls)} - {"parent", "name"}, True
+    params = inspect.signature(cls).parameters.values()
+    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return named, not any(p.kind is p.VAR_KEYWORD for p in params)
 
 
 def build_model(cfg: dict, lattice) -> Ansatz:
@@ -93,12 +116,12 @@ def build_model(cfg: dict, lattice) -> Ansatz:
         raise ConfigError("[ansatz] needs model (e.g. model = \"rbm\")")
     symmetries, sector, spin_flip = cfg.pop("symmetries", "none"), cfg.pop("sector", None), cfg.pop("spin_flip", "none")
     cls = _resolve_class(name)
-    fields = {f.name for f in dataclasses.fields(cls)} - {"parent", "name"}
+    fields, complete = _options(cls)
     unknown = set(cfg) - fields
-    if unknown:
+    if unknown and complete:
         raise ConfigError(f"ansatz {name} has no option {sorted(unknown)[0]!r} (options: {', '.join(sorted(fields))})")
     if "symmetries" in fields:  # invariant by construction (netket.RBMSymm, ...): the module takes the group itself
-        kwargs_group = _invariant_group(cls, name, lattice, symmetries, sector)
+        kwargs_group = _invariant_group(cls, name, lattice, symmetries, sector, cfg)
         symmetries, sector = "none", None  # nothing left to project (spin_flip still may be)
     else:
         kwargs_group = {}
@@ -116,6 +139,8 @@ def build_model(cfg: dict, lattice) -> Ansatz:
         module = cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"ansatz {name}: {exc}") from exc
+    if not isinstance(module, nn.Module):
+        raise ConfigError(f"ansatz {name} is not a flax module (it built a {type(module).__name__})")
     if symmetries != "none" or spin_flip != "none" or sector is not None:
         module = symmetrize(module, lattice, symmetries, sector, spin_flip)  # refuses a sector without symmetries
     return Ansatz(module, lattice.n_sites)
