@@ -376,7 +376,8 @@ def _summary(problem: Problem, step: int, metrics: dict | None, reference: dict 
         for key in ("m", "abs_m", "m2"):
             if key in metrics:
                 summary["observables"][key] = {"mean": metrics[key].to_dict()["mean"], "error": metrics[key].to_dict()["error"]}
-        summary["acceptance"] = float(metrics["acceptance"])
+        if "acceptance" in metrics:  # not measured by a final evaluation alone
+            summary["acceptance"] = float(metrics["acceptance"])
     if reference is not None:
         summary["reference"] = {
             "energy": reference["energy"],
@@ -795,11 +796,15 @@ def run_lifecycle(cfg: dict, outdir, make_job, *, quiet: bool = False, restart: 
 
     status = "finished" if final_step >= n_steps else (outcome.status if outcome is not None else "stopped")
     code = EXIT_OK if status == "finished" else (outcome.code if outcome is not None else EXIT_SIGNALLED)
-    summary = job.summary(final_step, state, metrics_host, outcome, status, t_begin, quiet)
-    if metrics_host is None and outdir is not None and outcome is None:
+    previous = None
+    if metrics_host is None and outdir is not None and outcome is None:  # no step ran: perhaps nothing left to do
         previous = comm.on_root(lambda: json.loads((outdir / "summary.json").read_text()) if (outdir / "summary.json").exists() else None)
-        if previous is not None and previous.get("step") == final_step:
-            summary = previous  # nothing left to do: report the finished run
+    if previous is not None and previous.get("step") == final_step and previous.get("status") == status:
+        summary = previous  # the same command again on a finished run: report it, sample nothing
+    else:
+        # a run stopped at its last step (preempted in the final evaluation, or n_steps lowered to
+        # where it stopped) gets its final evaluation now, as the uninterrupted run would have
+        summary = job.summary(final_step, state, metrics_host, outcome, status, t_begin, quiet)
     if outdir is not None:
         comm.on_root(atomic_write_json, outdir / "summary.json", summary)
         comm.on_root(run_lock.release, outdir)
@@ -882,9 +887,9 @@ class VMCJob:
         problem, run_cfg = self.problem, self.cfg["run"]
         params, opt_state, sampler_state = state
         evaluated = None
-        if status == "finished" and metrics_host is not None and run_cfg["eval_steps"] > 0:
+        if status == "finished" and run_cfg["eval_steps"] > 0:  # metrics_host is None when no step ran here
             evaluated = _final_evaluation(problem, params, sampler_state, self.n_steps, run_cfg["eval_steps"], quiet)
-            metrics_host = {**metrics_host, **evaluated}
+            metrics_host = {**(metrics_host or {}), **evaluated}
         summary = _summary(problem, final_step, metrics_host, self.reference, status, time.perf_counter() - t_begin)
         summary["final_evaluation_steps"] = run_cfg["eval_steps"] if evaluated is not None else 0
         observables = problem.step.observables

@@ -378,3 +378,25 @@ def test_same_config_resume_warns_nothing(tmp_path):
     run_cli(["run", str(cfg), "--outdir", str(out), "--stop-after", "4"])
     resumed = run_cli(["run", str(cfg), "--outdir", str(out), "--stop-after", "1"])
     assert "warning" not in resumed.stderr and not _history(out)
+
+
+def test_a_run_stopped_at_its_last_step_gets_its_final_evaluation_on_resume(tmp_path):
+    """Stopped at step 12 of 24, then resumed with n_steps lowered to 12 (a run judged converged;
+    the same state as a run preempted during its final evaluation): the resume runs no step but
+    does the final evaluation, and its summary equals that of an uninterrupted 12-step run."""
+    extra = {"n_steps = 24": "n_steps = {n}", 'learning_rate_final = 0.005': 'learning_rate_final = 0.005\nschedule_steps = 24',
+             "print_every = 1000": "print_every = 1000\neval_steps = 2"}
+    long_cfg = _cfg(tmp_path, **{k: v.replace("{n}", "24") for k, v in extra.items()})
+    short_cfg = _cfg(tmp_path, **{k: v.replace("{n}", "12") for k, v in extra.items()})
+    out, ref = tmp_path / "run", tmp_path / "ref"
+    assert run_cli(["run", str(long_cfg), "--outdir", str(out), "--stop-after", "12"]).returncode == EXIT_SIGNALLED
+    resumed = run_cli(["run", str(short_cfg), "--outdir", str(out)], check=True)
+    assert "final evaluation over 2 x 128 samples" in resumed.stdout
+    run_cli(["run", str(short_cfg), "--outdir", str(ref)], check=True)
+    got, want = (json.loads((d / "summary.json").read_text()) for d in (out, ref))
+    assert got["status"] == want["status"] == "finished"
+    assert got["final_evaluation_steps"] == want["final_evaluation_steps"] == 2
+    assert got["energy"] == want["energy"] and got["observables"] == want["observables"]
+    again = run_cli(["run", str(short_cfg), "--outdir", str(out)], check=True)  # nothing left: reported, not resampled
+    assert "final evaluation" not in again.stdout
+    assert json.loads((out / "summary.json").read_text())["energy"] == got["energy"]

@@ -500,7 +500,7 @@ class EvolveJob:
             "physics_hash": config_mod.physics_hash(self.cfg),
             "divergence": self.guard.diverged,
         }
-        if status == "finished" and metrics_host is not None:
+        if status == "finished":  # also when no step ran here (resumed at the last step)
             obs = self.final_observables(params, sampler_state)
             summary["observables"] = obs
             summary["energy"] = obs["energy"]
