@@ -203,16 +203,25 @@ def test_rbm_symm_is_invariant_and_its_look_up_tables_give_the_forward_pass_loca
     assert not isinstance(ansatz.module, Symmetrized)
     params = jax.jit(ansatz.init)(jax.random.PRNGKey(0))
     assert sum(x.size for x in jax.tree_util.tree_leaves(params)) == (3 * (n + 1) + 1) * (2 if dtype == "complex128" else 1)
-    perms, _ = symmetry_group(lattice, symmetries)
-    assert len(perms) == group_size(lattice, symmetries)
-    s = jnp.where(jax.random.bernoulli(jax.random.PRNGKey(1), 0.5, (6, n)), 1.0, -1.0)
-    images = s[:, perms].reshape(-1, n)  # (6 |G|, N)
-    log_psi = jax.jit(ansatz.log_psi)
-    np.testing.assert_allclose(log_psi(params, images).reshape(6, -1), np.repeat(np.asarray(log_psi(params, s))[:, None], len(perms), 1), rtol=0, atol=1e-12)
-    assert float(jnp.std(log_psi(params, s))) > 1e-3  # not invariant because constant
+    assert len(symmetry_group(lattice, symmetries)[0]) == group_size(lattice, symmetries)
+    s = _assert_invariant(ansatz, params, lattice, symmetries, n_configs=6, min_std=1e-3)
     H = heisenberg(lattice, sign_rule=True)
     fast, generic = (jax.jit(lambda p, x, f=f: local_energy(ansatz.log_psi, p, H, x, fast_update=f)) for f in (ansatz.fast_update, None))
     np.testing.assert_allclose(fast(params, s), generic(params, s), rtol=1e-12, atol=1e-12)
+
+
+def _assert_invariant(ansatz, params, lattice, symmetries, n_configs: int = 3, min_std: float = 1e-4):
+    """log psi(g s) = log psi(s) to 1e-12 for every element g of the group and random s, and
+    log psi not constant (a constant would pass trivially); returns the configurations s."""
+    n = lattice.n_sites
+    perms, _ = symmetry_group(lattice, symmetries)
+    s = jnp.where(jax.random.bernoulli(jax.random.PRNGKey(1), 0.5, (n_configs, n)), 1.0, -1.0)
+    log_psi = jax.jit(ansatz.log_psi)
+    reference = np.asarray(log_psi(params, s))
+    assert np.std(reference) > min_std
+    images = s[:, perms].reshape(-1, n)  # (n_configs |G|, N)
+    np.testing.assert_allclose(log_psi(params, images).reshape(n_configs, -1), np.repeat(reference[:, None], len(perms), 1), rtol=0, atol=1e-12)
+    return s
 
 
 def test_netket_invariant_model_is_given_the_group():
@@ -221,10 +230,7 @@ def test_netket_invariant_model_is_given_the_group():
     ansatz = build_model({"model": "netket.RBMSymm", "alpha": 16, "symmetries": "lattice"}, lattice)  # netket: alpha |G| / N features
     assert not isinstance(ansatz.module, Symmetrized)
     params = jax.jit(ansatz.init)(jax.random.PRNGKey(0))
-    perms, _ = symmetry_group(lattice, "lattice")
-    s = jnp.where(jax.random.bernoulli(jax.random.PRNGKey(1), 0.5, (2, 16)), 1.0, -1.0)
-    log_psi = jax.jit(ansatz.log_psi)
-    np.testing.assert_allclose(log_psi(params, s[:, perms].reshape(-1, 16)).reshape(2, -1), np.repeat(np.asarray(log_psi(params, s))[:, None], len(perms), 1), atol=1e-12)
+    _assert_invariant(ansatz, params, lattice, "lattice", n_configs=2)
 
 
 def _trained_energy(symmetries: str, n_steps: int, model: str = "rbm") -> float:
@@ -288,12 +294,7 @@ def test_netket_gcnn_factory_is_given_the_group(symmetries, mode):
     ansatz = build_model({"model": "netket.GCNN", "layers": 2, "features": 3, "complex_output": False, "symmetries": symmetries, "mode": mode}, lattice)
     assert not isinstance(ansatz.module, Symmetrized)
     params = jax.jit(ansatz.init)(jax.random.PRNGKey(0))
-    perms, _ = symmetry_group(lattice, symmetries)
-    s = jnp.where(jax.random.bernoulli(jax.random.PRNGKey(1), 0.5, (3, 16)), 1.0, -1.0)
-    log_psi = jax.jit(ansatz.log_psi)
-    reference = np.asarray(log_psi(params, s))
-    assert np.std(reference) > 1e-4  # not invariant because constant
-    np.testing.assert_allclose(log_psi(params, s[:, perms].reshape(-1, 16)).reshape(3, -1), np.repeat(reference[:, None], len(perms), 1), atol=1e-12)
+    _assert_invariant(ansatz, params, lattice, symmetries)
 
 
 @pytest.mark.parametrize(

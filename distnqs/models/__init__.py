@@ -66,25 +66,21 @@ def _invariant_group(cls, name: str, lattice, symmetries: str, sector, options: 
     it is given (:class:`~distnqs.models.rbm.RBMSymm`, ``netket.RBMSymm``: filters shared by all
     :math:`|G|` images, so :math:`\psi(hs) = \psi(s)` for every :math:`h` in G). Such a network is
     symmetric only in the trivial sector (zero momentum, A1); other sectors need the projection of
-    a non-invariant network. NetKet's modules take a ``HashableArray``, ours nested tuples."""
+    a non-invariant network. NetKet's models take a ``PermutationGroup`` (the GCNN needs its
+    product table and irreps), ours nested tuples."""
     if symmetries == "none":
         raise ConfigError(f"ansatz {name} is built on a symmetry group: set [ansatz] symmetries = \"translations\" or \"lattice\"")
     perms, chars = symmetry_group(lattice, symmetries, sector)
     if not np.allclose(chars, 1.0):
         raise ConfigError(f"ansatz {name} is invariant by construction (trivial sector only); sector {sector!r} needs a projected network, e.g. model = \"rbm\"")
-    if cls.__module__.startswith("netket"):
-        if not dataclasses.is_dataclass(cls):  # a factory (netket.GCNN): it needs the group's algebra
-            from netket.utils.group import Permutation, PermutationGroup  # noqa: PLC0415
+    if cls.__module__.startswith("netket"):  # RBMSymm and the GCNN factory both take a PermutationGroup
+        from netket.utils.group import Permutation, PermutationGroup  # noqa: PLC0415 - only netket models need it
 
-            if options.get("mode") == "fft" and symmetries != "translations":
-                # NetKet's FFT layers read the group as point group x translation grid in its own
-                # order; ours differs, and the network would silently not be invariant
-                raise ConfigError(f"ansatz {name}: mode = \"fft\" takes symmetries = \"translations\" only; use mode = \"irreps\" for {symmetries!r}")
-
-            return {"symmetries": PermutationGroup([Permutation(permutation_array=p) for p in np.asarray(perms)], degree=perms.shape[1])}
-        from netket.utils import HashableArray  # noqa: PLC0415 - only netket modules need it
-
-        return {"symmetries": HashableArray(np.asarray(perms))}
+        if options.get("mode") == "fft" and symmetries != "translations":
+            # NetKet's FFT layers read the group as point group x translation grid in its own
+            # order; ours differs, and the network would silently not be invariant
+            raise ConfigError(f"ansatz {name}: mode = \"fft\" takes symmetries = \"translations\" only; use mode = \"irreps\" for {symmetries!r}")
+        return {"symmetries": PermutationGroup([Permutation(permutation_array=p) for p in np.asarray(perms)], degree=perms.shape[1])}
     return {"symmetries": tuple(map(tuple, perms.tolist()))}  # static and hashable
 
 
